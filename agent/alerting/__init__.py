@@ -1,0 +1,1 @@
+"""Alerting: check results -> alert state -> routes -> durable outbox -> receivers."""

@@ -1,0 +1,471 @@
+"""Load and validate the YAML config: every error at once, by field path and line.
+
+Pipeline: YAML (with line marks) -> `include:` merge -> `${ENV}` expansion ->
+pydantic models (the single source of truth for the schema and the docs) ->
+cross-field checks (unique names, known dependencies). Either a whole valid
+`Config` comes out or a `ConfigError` listing every problem; nothing is half
+applied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+import typing
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator, model_validator
+
+from agent.durations import Duration
+from agent.secrets import expand_env, resolve_secret
+from checks import registry
+from checks.base import CheckConfig, Model
+
+EMBEDDED_DEFAULT = "quickstart.yaml"
+
+
+class AgentSettings(Model):
+    listen: str = Field("127.0.0.1:9108", description="host:port for /metrics, /healthz and the API")
+    state_dir: Path = Field(Path(".sre-agent"), description="where the SQLite state store lives")
+    state_url: str | None = Field(None, description="state store URL; default sqlite under state_dir")
+    api_token: SecretStr | None = Field(None, description="bearer token for API writes (or api_token_file)")
+    api_token_file: Path | None = None
+    max_concurrency: int = Field(256, ge=1, le=100_000, description="checks running at once, across all types")
+    external_url: str | None = Field(None, description="URL where this agent is reached, for links in alerts")
+    log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")
+    log_format: str = Field("text", pattern=r"^(text|json)$")
+    history_retention: Duration = Field(timedelta(days=2), description="how long check results are kept (longer for SLO checks)")
+    prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
+    shutdown_timeout: Duration = Field(timedelta(seconds=4), description="grace for in-flight checks on SIGTERM")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return resolve_secret(data, "api_token")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be host:port with a port 0-65535, got {v!r}")
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Defaults(Model):
+    interval: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=10)
+
+
+def _section_types() -> dict[str, Any]:
+    """Top-level sections owned by other packages (alerting, SLOs, data products)."""
+    from agent.alerting.config import AlertingConfig
+    from agent.slo.config import SloEntry
+    from checks.data_product import DataProductEntry
+
+    return {"alerting": AlertingConfig, "slo": SloEntry, "data_product": DataProductEntry}
+
+
+class ConfigBase(Model):
+    """Fields of the root; `config_model()` adds `checks` with every registered type."""
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    defaults: Defaults = Field(default_factory=Defaults)
+    include: list[str] = Field(default_factory=list, description="globs of more files with checks/slos/data_products")
+
+    def all_checks(self) -> list[CheckConfig]:
+        """Checks as written plus those derived from `slos:` and `data_products:`."""
+        out: list[CheckConfig] = list(getattr(self, "checks", []))
+        for entry in [*getattr(self, "slos", []), *getattr(self, "data_products", [])]:
+            out.extend(entry.to_checks(self))
+        return [_with_defaults(c, self.defaults) for c in out]
+
+    def check(self, name: str) -> CheckConfig:
+        for c in self.all_checks():
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _with_defaults(c: CheckConfig, d: Defaults) -> CheckConfig:
+    update: dict[str, Any] = {}
+    if c.timeout is None:
+        update["timeout"] = d.timeout
+    if c.interval is None and c.cron is None:
+        update["interval"] = d.interval
+    return c.model_copy(update=update) if update else c
+
+
+@cache
+def config_model() -> type[ConfigBase]:
+    types = registry()
+    models = tuple(t.Config for t in types.values())
+    check_union = Annotated[Union[models], Field(discriminator="type")] if len(models) > 1 else models[0]  # noqa: UP007
+    sections = _section_types()
+    model = create_model(
+        "Config",
+        __base__=ConfigBase,
+        checks=(list[check_union], Field(default_factory=list)),  # type: ignore[valid-type]
+        alerting=(sections["alerting"], Field(default_factory=sections["alerting"])),
+        slos=(list[sections["slo"]], Field(default_factory=list)),  # type: ignore[name-defined]
+        data_products=(list[sections["data_product"]], Field(default_factory=list)),  # type: ignore[name-defined]
+    )
+    model.model_rebuild()
+    return model
+
+
+Config = ConfigBase  # for type hints; instances are of config_model()
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        return f"{where}{self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+# --- YAML with line numbers ------------------------------------------------
+
+class _Marks:
+    """Path (tuple of keys/indices) -> 1-based line, built from the YAML node tree."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value
+                self.lines[(*path, k)] = key.start_mark.line + 1
+                self.walk(value, (*path, k))
+                self.lines[(*path, k)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.walk(item, (*path, i))
+
+    def line_for(self, path: tuple[Any, ...]) -> int | None:
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get(())
+
+
+def _load_yaml(path: Path) -> list[tuple[Any, _Marks]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read config: {exc.strerror}", str(path))]) from None
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue("", f"invalid YAML: {problem}", str(path), line)]) from None
+    out = []
+    for node, doc in zip(nodes, docs, strict=True):
+        marks = _Marks()
+        if node is not None:
+            marks.walk(node, ())
+        out.append((doc, marks))
+    return out
+
+
+# --- loading -----------------------------------------------------------------
+
+_LIST_SECTIONS = ("checks", "slos", "data_products")
+_KIND_SECTIONS = {"DataProduct": "data_products", "SLO": "slos"}
+
+
+class _Origins:
+    """Where each merged list item came from, for error lines in included files."""
+
+    def __init__(self, main: Path, marks: _Marks) -> None:
+        self.main, self.main_marks = main, marks
+        self.items: dict[tuple[str, int], tuple[Path, _Marks, tuple[Any, ...]]] = {}
+
+    def locate(self, path: tuple[Any, ...]) -> tuple[str, int | None]:
+        if len(path) >= 2 and (path[0], path[1]) in self.items:
+            file, marks, prefix = self.items[(path[0], path[1])]
+            return str(file), marks.line_for((*prefix, *path[2:]))
+        return str(self.main), self.main_marks.line_for(path)
+
+
+def _merge_includes(data: dict[str, Any], base: Path, origins: _Origins, issues: list[ConfigIssue]) -> None:
+    patterns = data.get("include") or []
+    if not isinstance(patterns, list):
+        return  # the model reports the wrong type
+    for section in _LIST_SECTIONS:
+        for i in range(len(data.get(section) or [])):
+            origins.items[(section, i)] = (origins.main, origins.main_marks, (section, i))
+    for n, pattern in enumerate(patterns):
+        if not isinstance(pattern, str):
+            continue
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
+        matches = sorted(glob.glob(full, recursive=True))
+        if not matches and not glob.has_magic(pattern):
+            issues.append(ConfigIssue(f"include[{n}]", f"file {pattern!r} does not exist", str(origins.main), origins.main_marks.line_for(("include", n))))
+        for match in matches:
+            try:
+                docs = _load_yaml(Path(match))
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+                continue
+            for doc, marks in docs:
+                if doc is None:
+                    continue
+                if isinstance(doc, dict) and doc.get("kind") in _KIND_SECTIONS:
+                    section = _KIND_SECTIONS[doc["kind"]]
+                    data.setdefault(section, [])
+                    origins.items[(section, len(data[section]))] = (Path(match), marks, ())
+                    data[section].append(doc)
+                    continue
+                if not isinstance(doc, dict) or set(doc) - set(_LIST_SECTIONS):
+                    extra = sorted(set(doc) - set(_LIST_SECTIONS)) if isinstance(doc, dict) else [type(doc).__name__]
+                    issues.append(ConfigIssue("", f"an included file may only hold {', '.join(_LIST_SECTIONS)} "
+                                              f"(or a DataProduct / SLO document); found {', '.join(map(str, extra))}", match, 1))
+                    continue
+                for section in _LIST_SECTIONS:
+                    items = doc.get(section) or []
+                    if not isinstance(items, list):
+                        issues.append(ConfigIssue(section, "must be a list", match, marks.line_for((section,))))
+                        continue
+                    data.setdefault(section, [])
+                    if data[section] is None:
+                        data[section] = []
+                    for j, item in enumerate(items):
+                        origins.items[(section, len(data[section]))] = (Path(match), marks, (section, j))
+                        data[section].append(item)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigBase:
+    """Load, expand and validate; raise `ConfigError` with every issue found."""
+    cfg_path = Path(path) if path is not None else embedded_default()
+    docs = _load_yaml(cfg_path)
+    docs = [(d, m) for d, m in docs if d is not None]
+    if len(docs) > 1:
+        raise ConfigError([ConfigIssue("", "the main config must be a single YAML document", str(cfg_path))])
+    data, marks = docs[0] if docs else ({}, _Marks())
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue("", f"the config must be a mapping, got {type(data).__name__}", str(cfg_path), 1)])
+    issues: list[ConfigIssue] = []
+    origins = _Origins(cfg_path, marks)
+    _merge_includes(data, cfg_path.parent, origins, issues)
+    data, env_errors = expand_env(data, env)
+    for err in env_errors:
+        file, line = origins.locate(err.path)
+        issues.append(ConfigIssue(format_path(err.path), err.message, file, line))
+    model = config_model()
+    config = None
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            loc = _clean_loc(data, e["loc"])
+            file, line = origins.locate(loc)
+            issues.append(ConfigIssue(format_path(loc), _message(model, data, loc, e), file, line))
+    if config is not None and not issues:
+        for loc, message in semantic_issues(config):
+            file, line = origins.locate(loc)
+            issues.append(ConfigIssue(format_path(loc), message, file, line))
+    if issues:
+        raise ConfigError(_dedupe(issues))
+    assert config is not None
+    return config
+
+
+def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    seen, out = set(), []
+    for i in issues:
+        if (i.path, i.message) not in seen:
+            seen.add((i.path, i.message))
+            out.append(i)
+    return out
+
+
+def semantic_issues(config: ConfigBase) -> list[tuple[tuple[Any, ...], str]]:
+    """Checks across fields: unique names, known dependencies, no cycles."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    checks = config.all_checks()
+    written = len(getattr(config, "checks", []))
+    names: dict[str, int] = {}
+    for i, c in enumerate(checks):
+        loc: tuple[Any, ...] = ("checks", i, "name") if i < written else ("checks",)
+        if c.name in names:
+            out.append((loc, f"duplicate check name {c.name!r} (also used by checks[{names[c.name]}])"
+                        if names[c.name] < written else f"duplicate check name {c.name!r}"))
+        else:
+            names[c.name] = i
+    for i, c in enumerate(checks[:written]):
+        for j, dep in enumerate(c.depends_on):
+            if dep not in names:
+                hint = difflib.get_close_matches(dep, names, n=1)
+                out.append((("checks", i, "depends_on", j), f"unknown check {dep!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
+            elif dep == c.name:
+                out.append((("checks", i, "depends_on", j), "a check cannot depend on itself"))
+    validate_sections = getattr(config, "alerting", None)
+    if validate_sections is not None and hasattr(validate_sections, "semantic_issues"):
+        out.extend((("alerting", *loc), msg) for loc, msg in validate_sections.semantic_issues(config))
+    return out
+
+
+def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union tags / class names that are not keys in the data."""
+    out: list[Any] = []
+    node = data
+    for n, part in enumerate(loc):
+        last = n == len(loc) - 1
+        if isinstance(node, dict):
+            if part in node:
+                out.append(part)
+                node = node[part]
+            elif last:
+                out.append(part)
+            # else: a union tag or a validator name: skip
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(part, str) and not last and not isinstance(node, dict | list):
+            continue
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+def _message(model: type[BaseModel], data: Any, loc: tuple[Any, ...], err: dict[str, Any]) -> str:
+    kind = err["type"]
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, data, loc[:-1])
+        key = str(loc[-1]) if loc else "?"
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        return (f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        known = ", ".join(sorted(registry())) if loc and loc[0] == "checks" else err.get("ctx", {}).get("expected_tags", "")
+        return f"unknown type {tag!r}; known types: {known}"
+    if kind == "union_tag_not_found":
+        return "missing 'type'; known types: " + ", ".join(sorted(registry()))
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        return f"invalid name {_at(data, loc)!r}: use lowercase letters, digits, '_', '.', '-' and start with a letter or digit"
+    if "input" in err and kind.endswith("_type"):
+        return f"{msg}, got {type(err['input']).__name__} {err['input']!r}"[:300]
+    return msg
+
+
+def _at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _allowed_keys(model: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Follow `loc` through the models to list the keys allowed at that point."""
+    current: Any = model
+    node = data
+    for part in loc:
+        node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+        current = _unwrap(current, node)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            field = current.model_fields.get(part) or next(
+                (f for f in current.model_fields.values() if f.alias == part), None)
+            current = field.annotation if field else None
+        elif isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        if current is None:
+            return []
+    current = _unwrap(current, node)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted((f.alias or n) for n, f in current.model_fields.items())
+    return []
+
+
+def _has(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(part, int) and 0 <= part < len(node)
+
+
+def _unwrap(tp: Any, node: Any) -> Any:
+    """Strip Annotated/Optional; pick a union member by the data's `type`/`kind`."""
+    for _ in range(5):
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, getattr(__import__("types"), "UnionType", None)):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            chosen = None
+            if isinstance(node, dict):
+                for m in members:
+                    if isinstance(m, type) and issubclass(m, BaseModel):
+                        t = m.model_fields.get("type") or m.model_fields.get("kind")
+                        if t is not None and node.get("type", node.get("kind")) in typing.get_args(t.annotation):
+                            chosen = m
+                if chosen is None:
+                    chosen = next((m for m in members if isinstance(m, type) and issubclass(m, BaseModel)), None)
+            tp = chosen or members[0]
+        else:
+            return tp
+    return tp
+
+
+def embedded_default() -> Path:
+    """The quickstart config shipped with the package (or the repo's examples/)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_embedded" / EMBEDDED_DEFAULT, here.parent / "examples" / EMBEDDED_DEFAULT):
+        if candidate.exists():
+            return candidate
+    raise ConfigError([ConfigIssue("", "no -c FILE given and the embedded quickstart config is missing")])
+
+
+def json_schema() -> dict[str, Any]:
+    schema = config_model().model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "sre-agent configuration"
+    return schema

@@ -1,0 +1,62 @@
+"""Durations as SREs write them (`500ms`, `30s`, `5m`, `1h30m`, `30d`).
+
+Config holds strings, code holds `timedelta`. A bare number is refused on
+purpose: `timeout: 10` could mean seconds or milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+
+
+def parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"expected a duration string such as 30s, 5m, 1h, 30d; got {value!r}")
+    text = value.strip()
+    if not _WHOLE.match(text):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d, w), e.g. 500ms, 30s, 5m, 1h30m")
+    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(td: timedelta) -> str:
+    total = td.total_seconds()
+    if total < 1 and total != 0:
+        return f"{round(total * 1000)}ms"
+    parts = []
+    rest = int(total)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+def human(seconds: float) -> str:
+    """Short human form for messages: 3d4h, 12m, 45s."""
+    sign = "-" if seconds < 0 else ""
+    s = abs(seconds)
+    if s < 1:
+        return f"{sign}{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{sign}{s:.1f}s"
+    return sign + format_duration(timedelta(seconds=int(s)))[:6]
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": PATTERN, "examples": ["30s", "5m", "1h"]}),
+]
