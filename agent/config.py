@@ -33,7 +33,6 @@ EMBEDDED_DEFAULT = "quickstart.yaml"
 class AgentSettings(Model):
     listen: str = Field("127.0.0.1:9108", description="host:port for /metrics, /healthz and the API")
     state_dir: Path = Field(Path(".sre-agent"), description="where the SQLite state store lives")
-    state_url: str | None = Field(None, description="state store URL; default sqlite under state_dir")
     api_token: SecretStr | None = Field(None, description="bearer token for API writes (or api_token_file)")
     api_token_file: Path | None = None
     max_concurrency: int = Field(256, ge=1, le=100_000, description="checks running at once, across all types")
@@ -354,6 +353,9 @@ def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     for n, part in enumerate(loc):
         last = n == len(loc) - 1
         if isinstance(node, dict):
+            # A discriminated union's tag follows the list index; it may also be a key (`command:`).
+            if n > 0 and isinstance(loc[n - 1], int) and part == node.get("type"):
+                continue
             if part in node:
                 out.append(part)
                 node = node[part]

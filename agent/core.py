@@ -86,3 +86,59 @@ class CheckResult:
             "details": self.details,
             "timestamp": self.timestamp,
         }
+
+
+class AlertState(str, enum.Enum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass
+class Alert:
+    """One alert: a check (or SLO window) failing, with an explicit state and a stable key.
+
+    `dedup_key` is derived from the check name and alert family only, so the same
+    alert keeps the same key across restarts (PagerDuty's dedup_key).
+    """
+
+    check: str
+    type: str
+    state: AlertState
+    severity: Severity
+    summary: str
+    dedup_key: str
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    observations: dict[str, float] = field(default_factory=dict)
+    runbook_url: str | None = None
+    generator_url: str | None = None
+    status: Status = Status.CRITICAL
+    starts_at: float = 0.0
+    ends_at: float | None = None
+    suppressed_by: str | None = None
+
+    @property
+    def firing(self) -> bool:
+        return self.state == AlertState.FIRING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check, "type": self.type, "state": self.state.value, "severity": self.severity.value,
+            "summary": self.summary, "dedup_key": self.dedup_key, "labels": dict(self.labels),
+            "annotations": dict(self.annotations), "observations": dict(self.observations),
+            "runbook_url": self.runbook_url, "generator_url": self.generator_url, "status": self.status.name,
+            "starts_at": self.starts_at, "ends_at": self.ends_at, "suppressed_by": self.suppressed_by,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
+        return cls(
+            check=d["check"], type=d["type"], state=AlertState(d["state"]), severity=Severity(d["severity"]),
+            summary=d["summary"], dedup_key=d["dedup_key"], labels=dict(d.get("labels", {})),
+            annotations=dict(d.get("annotations", {})), observations=dict(d.get("observations", {})),
+            runbook_url=d.get("runbook_url"), generator_url=d.get("generator_url"),
+            status=Status[d.get("status", "CRITICAL")], starts_at=d.get("starts_at", 0.0), ends_at=d.get("ends_at"),
+            suppressed_by=d.get("suppressed_by"),
+        )

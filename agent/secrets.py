@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_PASSWORD = re.compile(r"(?P<scheme>(?<![A-Za-z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]{0,30}://)(?P<user>[^:/@\s]{0,256}):(?P<pw>[^@/\s]{1,1024})@")
 _KEYWORD_SECRETS = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api_key|apikey)=([^\s&;]+)")
 MASK = "<redacted>"
 MIN_SECRET_LEN = 4

@@ -176,6 +176,10 @@ class Check:
     async def close(self) -> None:
         """Release resources (sessions, pools) when the check is removed or the agent stops."""
 
+    @classmethod
+    async def close_shared(cls, context: CheckContext) -> None:
+        """Release what a type shares across its checks (e.g. one HTTP session), at shutdown."""
+
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking call off the event loop (psutil, drivers, subprocess-free libs)."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

@@ -1,0 +1,124 @@
+"""HTTP surface on one listener: /metrics, health, reload and the JSON API.
+
+Reads are open (they expose only what /metrics already does, redacted);
+writes need `Authorization: Bearer <agent.api_token>` compared in constant
+time, and are refused (403) when no token is configured: never open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.secrets import REDACTOR
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    body = json.dumps(REDACTOR.redact_obj(data), indent=None, default=str)
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+def error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def require_token(handler: Handler) -> Handler:
+    """Decorator for write endpoints."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        agent = request.app[AGENT_KEY]
+        token = agent.config.agent.api_token if agent.config else None
+        if token is None:
+            return error(403, "write API disabled: set agent.api_token or agent.api_token_file")
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+            return web.Response(status=401, text=json.dumps({"error": "missing or wrong bearer token"}),
+                                content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return wrapped
+
+
+async def metrics(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    return web.Response(body=generate_latest(agent.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    if agent.ready:
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="not ready: config not loaded or scheduler not running\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    token = agent.config.agent.api_token if agent.config else None
+    if token is not None:
+        return await require_token(_do_reload)(request)  # type: ignore[return-value]
+    return await _do_reload(request)
+
+
+async def _do_reload(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    ok, errors = await agent.reload()
+    if ok:
+        return json_response({"status": "reloaded", "checks": len(agent.scheduler.checks) if agent.scheduler else 0})
+    return json_response({"status": "failed", "errors": errors}, status=400)
+
+
+async def list_checks(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    latest = agent.metrics.results.latest()
+    out = []
+    for name, check in sorted((agent.scheduler.checks if agent.scheduler else {}).items()):
+        r = latest.get(name)
+        nxt = agent.scheduler.next_run(name) if agent.scheduler else None
+        out.append({"name": name, "type": check.config.type, "labels": check.config.labels,
+                    "next_run": nxt.isoformat() if nxt else None, "last_result": r.to_dict() if r else None})
+    return json_response({"checks": out})
+
+
+@require_token
+async def run_check(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    name = request.match_info["name"]
+    check = agent.scheduler.checks.get(name) if agent.scheduler else None
+    if check is None:
+        return error(404, f"no check named {name!r}")
+    result = await agent.scheduler.run_now(check)  # type: ignore[union-attr]
+    return json_response(result.to_dict())
+
+
+def build_app(agent: Agent) -> web.Application:
+    app = web.Application()
+    app[AGENT_KEY] = agent
+    app.add_routes([
+        web.get("/metrics", metrics),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.post("/-/reload", reload),
+        web.get("/api/v1/checks", list_checks),
+        web.post("/api/v1/checks/{name}/run", run_check),
+    ])
+    for component in agent.components:
+        add = getattr(component, "add_routes", None)
+        if add is not None:
+            add(app)
+    return app

@@ -1,0 +1,195 @@
+"""`sre-agent`: the daemon and the SRE's terminal tools.
+
+Exit codes: `check` uses the Nagios codes (0 OK, 1 WARNING, 2 CRITICAL,
+3 UNKNOWN; the worst result wins, CRITICAL counting worse than UNKNOWN);
+config errors exit 2 with every problem listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from agent import __version__
+from agent.config import ConfigBase, ConfigError, load_config
+from agent.core import CheckResult, Status
+
+CONFIG_HELP = "config file (default: $SRE_AGENT_CONFIG, else the embedded quickstart)"
+_STATUS_COLOR = {Status.OK: "green", Status.WARNING: "yellow", Status.CRITICAL: "red", Status.UNKNOWN: "magenta"}
+
+
+def config_option(f: Any) -> Any:
+    return click.option("-c", "--config", "config_path", envvar="SRE_AGENT_CONFIG", type=click.Path(dir_okay=False),
+                        help=CONFIG_HELP)(f)
+
+
+def load_or_exit(path: str | None) -> ConfigBase:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        n = len(exc.issues)
+        click.echo(f"config invalid: {n} error{'s' if n != 1 else ''}", err=True)
+        for issue in exc.issues:
+            click.echo(f"  {issue}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sre-agent")
+def main() -> None:
+    """sre-agent: health, SLO, backup and freshness checks with alert routing."""
+
+
+@main.command()
+@config_option
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="override agent.log_level")
+def run(config_path: str | None, log_level: str | None) -> None:
+    """Run the daemon: schedule checks, serve /metrics, route alerts.
+
+    SIGHUP or POST /-/reload reloads the config; SIGTERM/SIGINT stop cleanly.
+    """
+    from agent import logs
+    from agent.daemon import run_agent
+
+    config = load_or_exit(config_path)
+    logs.setup(log_level or config.agent.log_level, config.agent.log_format)
+    try:
+        code = asyncio.run(run_agent(config_path))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"  {issue}", err=True)
+        code = 2
+    sys.exit(code)
+
+
+@main.command()
+@config_option
+@click.argument("names", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="run every configured check")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def check(config_path: str | None, names: tuple[str, ...], run_all: bool, output: str) -> None:
+    """Run checks once, now, and print their results.
+
+    Exit code is the worst status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    """
+    config = load_or_exit(config_path)
+    known = [c.name for c in config.all_checks()]
+    if not names and not run_all:
+        click.echo("name one or more checks, or pass --all. Checks: " + ", ".join(known), err=True)
+        sys.exit(3)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        click.echo(f"unknown check{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}", err=True)
+        click.echo("configured checks: " + (", ".join(known) or "(none)"), err=True)
+        sys.exit(3)
+    results = asyncio.run(_run_once(config, list(names) if names else None))
+    if output == "json":
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+    else:
+        for r in results:
+            _print_result(r)
+    sys.exit(int(Status.worst([r.status for r in results])) if results else 0)
+
+
+async def _run_once(config: ConfigBase, names: list[str] | None) -> list[CheckResult]:
+    from agent.context import CheckContext
+    from agent.daemon import _close_shared, build_checks
+    from agent.runner import execute
+    from agent.store import Store
+
+    store = None
+    db = config.agent.state_dir / "state.db"
+    if db.exists():
+        store = Store(db, config.agent.history_retention.total_seconds())
+        await store.open()
+    context = CheckContext(config=config, store=store)
+    checks = build_checks(config, context, names)
+    if names:
+        order = {n: i for i, n in enumerate(names)}
+        checks.sort(key=lambda c: order[c.name])
+    semaphore = asyncio.Semaphore(config.agent.max_concurrency)
+
+    async def one(c: Any) -> CheckResult:
+        async with semaphore:
+            return await execute(c)
+
+    try:
+        return list(await asyncio.gather(*(one(c) for c in checks)))
+    finally:
+        for c in checks:
+            await c.close()
+        await _close_shared(context)
+        if store is not None:
+            await store.close()
+
+
+def _print_result(r: CheckResult) -> None:
+    from agent.durations import human
+
+    status = click.style(f"{r.status.name:<8}", fg=_STATUS_COLOR[r.status], bold=True)
+    click.echo(f"{status} {r.check} ({r.type}) {r.summary}  [{human(r.duration_seconds)}]")
+    for name, value in sorted(r.observations.items()):
+        click.echo(f"         {name} = {value:g}")
+
+
+@main.command()
+@config_option
+def validate(config_path: str | None) -> None:
+    """Validate the config: exit 0 with one line per check, or 2 with every error."""
+    config = load_or_exit(config_path)
+    checks = config.all_checks()
+    for c in checks:
+        click.echo(f"ok  {c.name:<30} {c.type:<12} {_schedule(c)}")
+    click.echo(f"config valid: {len(checks)} checks")
+
+
+def _schedule(c: Any) -> str:
+    from agent.durations import format_duration
+
+    return f"cron '{c.cron}'" if c.cron else f"every {format_duration(c.interval)}, timeout {format_duration(c.timeout)}"
+
+
+@main.command(name="list")
+@config_option
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_checks(config_path: str | None, output: str) -> None:
+    """List configured checks with their type, schedule and labels."""
+    config = load_or_exit(config_path)
+    checks = config.all_checks()
+    if output == "json":
+        click.echo(json.dumps([c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in checks], indent=2))
+        return
+    click.echo(f"{'NAME':<30} {'TYPE':<12} {'SCHEDULE':<32} LABELS")
+    for c in checks:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(c.labels.items()))
+        click.echo(f"{c.name:<30} {c.type:<12} {_schedule(c):<32} {labels}")
+
+
+@main.group()
+def config() -> None:
+    """Config tools."""
+
+
+@config.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file (for editor completion)."""
+    from agent.config import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+for _module in ("agent.alerting.cli", "agent.slo.cli"):
+    try:
+        _mod = __import__(_module, fromlist=["register"])
+    except ImportError:
+        continue
+    _mod.register(main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The long-running agent: config -> checks -> scheduler -> results fan-out.
+
+Owns the lifecycle: start (fail fast on bad config), reload on SIGHUP or
+`POST /-/reload` (a bad reload keeps the running config), and a clean stop on
+SIGTERM/SIGINT: in-flight checks cancelled, state flushed, exit 0.
+Components (alerting, ...) plug in through a small protocol: `start`,
+`stop`, `reconfigure(config)`, `on_result(result)` and optional `add_routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from agent import __version__
+from agent.config import ConfigBase, ConfigError, load_config
+from agent.context import CheckContext
+from agent.core import CheckResult
+from agent.metrics import Metrics
+from agent.scheduler import Scheduler
+from agent.store import Store
+from checks import get_type
+from checks.base import Check, CheckConfig
+
+log = logging.getLogger("sre_agent")
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def reconfigure(self, config: ConfigBase) -> None: ...
+    def on_result(self, result: CheckResult) -> None: ...
+
+
+def build_checks(config: ConfigBase, context: CheckContext, names: list[str] | None = None) -> list[Check]:
+    out = []
+    for cfg in config.all_checks():
+        if names is not None and cfg.name not in names:
+            continue
+        if not cfg.enabled and names is None:
+            continue
+        out.append(get_type(cfg.type)(cfg, context))
+    return out
+
+
+def history_retention(config: ConfigBase) -> dict[str, float]:
+    """Checks whose history must outlive the default retention (SLOs over probes)."""
+    out: dict[str, float] = {}
+    for cfg in config.all_checks():
+        need = getattr(cfg, "history_needs", None)
+        if callable(need):
+            for check, seconds in need().items():
+                out[check] = max(out.get(check, 0.0), seconds)
+    return out
+
+
+class Agent:
+    def __init__(self, config_path: str | Path | None, registry: Any = None) -> None:
+        self.config_path = config_path
+        self.config: ConfigBase | None = None
+        self.metrics = Metrics(registry)
+        self.store: Store | None = None
+        self.scheduler: Scheduler | None = None
+        self.context = CheckContext()
+        self.components: list[Any] = []
+        self.ready = False
+        self.port: int | None = None
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # -- startup -----------------------------------------------------------------
+    async def start(self) -> None:
+        self.config = load_config(self.config_path)  # raises ConfigError: nothing started
+        self.metrics.config_loaded(True, time.time())
+        cfg = self.config.agent
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
+        self.store = Store.for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds())
+        self.store.on_error = lambda exc: self.metrics.store_errors.inc()
+        await self.store.open()
+        for check, seconds in history_retention(self.config).items():
+            self.store.set_retention(check, seconds)
+        self.context = CheckContext(config=self.config, store=self.store)
+        self.components = self._build_components()
+        for component in self.components:
+            await component.start()
+        self.scheduler = Scheduler(self._publish, cfg.max_concurrency, on_lag=self.metrics.schedule_lag.observe)
+        for check in build_checks(self.config, self.context):
+            self.scheduler.add(check)
+        self.metrics.checks_configured.set(len(self.scheduler.checks))
+        await self._serve()
+        self.scheduler.start()
+        self.ready = True
+        log.info("sre-agent %s running %d checks; metrics on http://%s:%s/metrics", __version__,
+                 len(self.scheduler.checks), cfg.host_port[0], self.port)
+
+    def _build_components(self) -> list[Any]:
+        assert self.config is not None and self.store is not None
+        components: list[Any] = []
+        try:
+            from agent.alerting.engine import build_component
+        except ImportError:
+            return components
+        components.append(build_component(self.config, self.store, self.metrics.registry, self.context))
+        return components
+
+    async def _serve(self) -> None:
+        from agent.api import build_app
+
+        assert self.config is not None
+        host, port = self.config.agent.host_port
+        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    def _publish(self, result: CheckResult) -> None:
+        self.metrics.observe(result)
+        if self.store is not None:
+            self.store.add_result(result)
+        for component in self.components:
+            try:
+                component.on_result(result)
+            except Exception:
+                log.exception("component %s failed on result of %s", type(component).__name__, result.check)
+
+    # -- reload ------------------------------------------------------------------------
+    async def reload(self) -> tuple[bool, list[str]]:
+        """Load the config file again; apply it whole or not at all."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
+            except ConfigError as exc:
+                self.metrics.config_loaded(False, time.time())
+                for issue in exc.issues:
+                    log.error("reload rejected: %s", issue)
+                return False, [str(i) for i in exc.issues]
+            assert self.scheduler is not None and self.config is not None and self.store is not None
+            if new.agent.listen != self.config.agent.listen or new.agent.state_dir != self.config.agent.state_dir:
+                log.warning("agent.listen / agent.state_dir changes need a restart; keeping the running values")
+                new = new.model_copy(update={"agent": new.agent.model_copy(
+                    update={"listen": self.config.agent.listen, "state_dir": self.config.agent.state_dir})})
+            old_checks = {c.name: c for c in self.config.all_checks()}
+            new_checks = {c.name: c for c in new.all_checks() if c.enabled}
+            self.config = new
+            self.context.config = new
+            for name, cfg in old_checks.items():
+                if name not in new_checks or new_checks[name] != cfg:
+                    if name in self.scheduler.checks:
+                        await self.scheduler.remove(name)
+                    if name not in new_checks:
+                        self.metrics.forget(name, cfg.type)
+            for name, cfg in new_checks.items():
+                if name not in self.scheduler.checks:
+                    self.scheduler.add(get_type(cfg.type)(cfg, self.context))
+            for check, seconds in history_retention(new).items():
+                self.store.set_retention(check, seconds)
+            for component in self.components:
+                await component.reconfigure(new)
+            self.metrics.checks_configured.set(len(self.scheduler.checks))
+            self.metrics.config_loaded(True, time.time())
+            log.info("config reloaded: %d checks", len(self.scheduler.checks))
+            return True, []
+
+    # -- shutdown ------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        self.ready = False
+        grace = self.config.agent.shutdown_timeout.total_seconds() if self.config else 4.0
+        if self.scheduler is not None:
+            await self.scheduler.shutdown(grace=grace)
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.stop(), timeout=2)
+            except Exception:
+                log.exception("stopping %s failed", type(component).__name__)
+        await _close_shared(self.context)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        log.info("sre-agent stopped")
+
+
+async def _close_shared(context: CheckContext) -> None:
+    from checks import registry
+
+    for cls in registry().values():
+        try:
+            await asyncio.wait_for(cls.close_shared(context), timeout=2)
+        except Exception as exc:
+            log.warning("closing shared resources of %s checks failed: %s", cls.type, exc)
+
+
+async def run_agent(config_path: str | Path | None) -> int:
+    """`sre-agent run`: returns the process exit code."""
+    agent = Agent(config_path)
+    loop = asyncio.get_running_loop()
+    try:
+        await agent.start()
+    except ConfigError:
+        await agent.stop()
+        raise
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await agent.stop()
+        return 1
+    loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
+    loop.add_signal_handler(signal.SIGINT, agent.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(agent.reload()))
+    try:
+        await agent.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await agent.stop()
+    return 0
+
+
+__all__ = ["Agent", "CheckConfig", "build_checks", "run_agent"]

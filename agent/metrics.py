@@ -1,0 +1,137 @@
+"""What the agent saw, as Prometheus metrics. Names are a contract (dashboards, rules).
+
+The registry is injected. Per-check gauges come from a custom collector over
+the latest result of each check, because checks carry their own label sets
+(`sre_agent_check_status{check,type,service,team}`) and removing a check on
+reload must remove its series at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent import __version__
+from agent.core import CheckResult
+from checks.base import MetricFamily
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _LatestResults(Collector):
+    def __init__(self, families: dict[str, MetricFamily]) -> None:
+        self._latest: dict[str, CheckResult] = {}
+        self._families = families
+        self._lock = threading.Lock()
+
+    def update(self, result: CheckResult) -> None:
+        with self._lock:
+            self._latest[result.check] = result
+
+    def forget(self, check: str) -> None:
+        with self._lock:
+            self._latest.pop(check, None)
+
+    def latest(self) -> dict[str, CheckResult]:
+        with self._lock:
+            return dict(self._latest)
+
+    def collect(self) -> Iterator[Metric]:
+        results = self.latest().values()
+        status = GaugeMetricFamily("sre_agent_check_status", "Last status of the check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+        up = GaugeMetricFamily("sre_agent_check_up", "1 if the last result was OK or WARNING, else 0", labels=["check", "type"])
+        last = GaugeMetricFamily("sre_agent_check_last_run_timestamp_seconds", "Unix time the check last ran", labels=["check"])
+        obs = GaugeMetricFamily("sre_agent_check_observation", "Numeric observations of the last run (latency, days left, age...)",
+                                labels=["check", "name"])
+        extra = {name: GaugeMetricFamily(name, fam.documentation) for name, fam in self._families.items()}
+        for r in results:
+            labels = {**r.labels, "check": r.check, "type": r.type}
+            status.add_sample("sre_agent_check_status", labels, float(r.status))
+            up.add_metric([r.check, r.type], 1.0 if r.status.up else 0.0)
+            last.add_metric([r.check], r.timestamp)
+            for name, value in r.observations.items():
+                obs.add_metric([r.check, name], float(value))
+            for s in r.samples:
+                fam = extra.get(s.metric)
+                if fam is None:
+                    continue
+                labels = dict(s.labels)
+                if "check" in self._families[s.metric].labelnames:
+                    labels.setdefault("check", r.check)
+                fam.add_sample(s.metric, labels, float(s.value))
+        yield status
+        yield up
+        yield last
+        yield obs
+        yield from extra.values()
+
+    def describe(self) -> Iterable[Metric]:
+        # Declaring the names lets the registry refuse duplicates at registration.
+        yield GaugeMetricFamily("sre_agent_check_status", "")
+        yield GaugeMetricFamily("sre_agent_check_up", "")
+        yield GaugeMetricFamily("sre_agent_check_last_run_timestamp_seconds", "")
+        yield GaugeMetricFamily("sre_agent_check_observation", "")
+        for name in self._families:
+            yield GaugeMetricFamily(name, "")
+
+
+class Metrics:
+    """Every metric of the agent core, registered on one injected registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, families: dict[str, MetricFamily] | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.results = _LatestResults(families if families is not None else check_type_families())
+        self.registry.register(self.results)
+        self.duration = Histogram("sre_agent_check_duration_seconds", "How long check runs took", ["check", "type"],
+                                  buckets=DURATION_BUCKETS, registry=self.registry)
+        self.runs = Counter("sre_agent_check_runs_total", "Check runs by resulting status", ["check", "type", "status"],
+                            registry=self.registry)
+        self.build_info = Gauge("sre_agent_build_info", "Always 1; the agent's version", ["version"], registry=self.registry)
+        self.build_info.labels(__version__).set(1)
+        self.reload_ok = Gauge("sre_agent_config_last_reload_successful", "1 if the last config (re)load succeeded",
+                               registry=self.registry)
+        self.reload_time = Gauge("sre_agent_config_last_reload_success_timestamp_seconds",
+                                 "Unix time of the last successful config load", registry=self.registry)
+        self.checks_configured = Gauge("sre_agent_checks_configured", "Checks scheduled by this agent", registry=self.registry)
+        self.schedule_lag = Histogram("sre_agent_check_schedule_lag_seconds", "Delay between a run's due time and its start",
+                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30), registry=self.registry)
+        self.store_errors = Counter("sre_agent_store_errors_total", "Failed writes to the state store", registry=self.registry)
+
+    def observe(self, result: CheckResult) -> None:
+        self.results.update(result)
+        self.duration.labels(result.check, result.type).observe(result.duration_seconds)
+        self.runs.labels(result.check, result.type, result.status.name).inc()
+
+    def forget(self, check: str, type_: str) -> None:
+        """Drop every series of a check removed by a reload."""
+        self.results.forget(check)
+        try:
+            self.duration.remove(check, type_)
+        except KeyError:
+            pass
+        for status in ("OK", "WARNING", "CRITICAL", "UNKNOWN"):
+            try:
+                self.runs.remove(check, type_, status)
+            except KeyError:
+                pass
+
+    def config_loaded(self, ok: bool, when: float) -> None:
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_time.set(when)
+
+
+def check_type_families() -> dict[str, MetricFamily]:
+    from checks import registry
+
+    families: dict[str, MetricFamily] = {}
+    for cls in registry().values():
+        for name, fam in cls.metric_families.items():
+            if name in families and families[name] != fam:
+                raise ValueError(f"metric {name} declared differently by two check types")
+            families[name] = fam
+    return families

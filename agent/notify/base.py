@@ -1,0 +1,84 @@
+"""The receiver seam: `Notification` in, `Delivery` out.
+
+A receiver never retries or sleeps by itself; it classifies the answer:
+SENT (accepted), RETRY (429, 5xx, timeout; with `retry_after` when the peer
+said so) or FAILED (a permanent rejection such as PagerDuty's 400).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from agent.core import Alert, AlertState
+from agent.durations import Duration
+from checks.base import Model
+
+
+class Outcome(str, enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None  # seconds, from Retry-After or the peer's own rate-limit answer
+
+
+@dataclass
+class Notification:
+    """What one receiver is told about one alert group at one moment."""
+
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    alerts: list[Alert]
+    #: unique per notification: receivers that support idempotency keys send it, so a retry never doubles
+    idempotency_key: str
+    created_at: float
+    #: "firing" if any alert in it fires, else "resolved"
+    kind: str = "firing"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def firing(self) -> list[Alert]:
+        return [a for a in self.alerts if a.state == AlertState.FIRING]
+
+    @property
+    def resolved(self) -> list[Alert]:
+        return [a for a in self.alerts if a.state == AlertState.RESOLVED]
+
+
+class ReceiverSettings(Model):
+    """Keys every receiver kind accepts."""
+
+    send_resolved: bool = Field(True, description="also notify when an alert resolves")
+    timeout: Duration = Field(timedelta(seconds=10), description="per-request timeout")
+
+
+class Receiver:
+    """Base of every receiver kind. Override `send()`."""
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[ReceiverSettings]]
+
+    def __init__(self, name: str, settings: ReceiverSettings) -> None:
+        self.name = name
+        self.settings = settings
+
+    def accepts(self, notification: Notification) -> bool:
+        """False for a resolved-only notification when `send_resolved` is off."""
+        return bool(notification.firing) or self.settings.send_resolved
+
+    async def send(self, notification: Notification) -> Delivery:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release clients (HTTP pools) when the receiver is removed or the agent stops."""

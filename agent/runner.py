@@ -1,0 +1,47 @@
+"""The one place that owns a check's failure: timeout, exceptions, timing.
+
+A check returns a result for expected failures; whatever it raises (or a
+timeout) is turned into a result here. `CancelledError` is re-raised: the
+scheduler cancelling a run on shutdown is not a check failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from agent.core import CheckResult, Status
+from agent.durations import human
+from agent.secrets import redact
+from checks.base import Check
+
+log = logging.getLogger("sre_agent.runner")
+
+
+async def execute(check: Check) -> CheckResult:
+    """Run one check under its timeout and return a complete, redacted result."""
+    cfg = check.config
+    timeout = check.timeout
+    started_wall = time.time()
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await check.run()
+        if not isinstance(result, CheckResult):
+            raise TypeError(f"{type(check).__name__}.run() returned {type(result).__name__}, not CheckResult")
+    except TimeoutError:
+        result = CheckResult(status=check.timeout_status, summary=f"timed out after {human(timeout)}")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a plugin bug must not kill the agent
+        log.warning("check %s raised %s: %s", cfg.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        result = CheckResult(status=Status.UNKNOWN, summary=f"check raised {type(exc).__name__}" + (f": {detail}" if detail else ""))
+    result.duration_seconds = time.perf_counter() - started
+    result.timestamp = started_wall
+    result.check = cfg.name
+    result.type = cfg.type
+    result.labels = {**cfg.labels, **result.labels}
+    result.summary = redact(result.summary)
+    return result

@@ -1,0 +1,138 @@
+"""Runs every check on its own schedule, never stacked, never all at once.
+
+APScheduler (asyncio) holds one job per check: an interval trigger whose first
+run is spread at random across the interval (no thundering herd at start), or
+a cron trigger. `max_instances=1` + coalescing means a slow check skips runs
+instead of piling up; a global semaphore caps how many run at once. Each
+finished run goes to one fan-out callback (metrics, store, alerting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent.core import CheckResult
+from agent.runner import execute
+from checks.base import Check
+
+log = logging.getLogger("sre_agent.scheduler")
+logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
+logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
+
+
+class Scheduler:
+    def __init__(self, on_result: Callable[[CheckResult], None], max_concurrency: int = 256,
+                 on_lag: Callable[[float], None] | None = None, jitter: bool = True) -> None:
+        self.on_result = on_result
+        self.on_lag = on_lag
+        self.jitter = jitter
+        self.checks: dict[str, Check] = {}
+        self.skipped_runs = 0
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        self._due: dict[str, float] = {}
+        self._running: set[asyncio.Task[object]] = set()
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        self._scheduler.start()
+        self.started = True
+
+    async def shutdown(self, grace: float = 4.0) -> None:
+        """Stop scheduling, give in-flight runs `grace` seconds, then cancel them."""
+        if self.started:
+            self._scheduler.shutdown(wait=False)
+            self.started = False
+        running = [t for t in self._running if not t.done()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for check in list(self.checks.values()):
+            await _close(check)
+        self.checks.clear()
+
+    # -- jobs --------------------------------------------------------------------
+    def add(self, check: Check) -> None:
+        name = check.name
+        if name in self.checks:
+            raise ValueError(f"check {name!r} is already scheduled")
+        self.checks[name] = check
+        cfg = check.config
+        trigger: IntervalTrigger | CronTrigger
+        if cfg.cron:
+            trigger = CronTrigger.from_crontab(cfg.cron)
+            grace = 60
+        else:
+            assert cfg.interval is not None
+            seconds = cfg.interval.total_seconds()
+            offset = random.uniform(0, seconds) if self.jitter else 0.0
+            start = datetime.now(timezone.utc) + timedelta(seconds=offset)
+            trigger = IntervalTrigger(seconds=seconds, start_date=start, timezone=timezone.utc)
+            grace = max(1, int(seconds))
+        self._scheduler.add_job(self._job, trigger, args=[name], id=name, name=name, max_instances=1,
+                                coalesce=True, misfire_grace_time=grace, replace_existing=True)
+
+    async def remove(self, name: str) -> None:
+        check = self.checks.pop(name, None)
+        if self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+        if check is not None:
+            await _close(check)
+
+    def next_run(self, name: str) -> datetime | None:
+        job = self._scheduler.get_job(name)
+        return job.next_run_time if job else None
+
+    def _on_event(self, event: JobSubmissionEvent) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self.skipped_runs += 1
+            return
+        if event.scheduled_run_times:
+            self._due[event.job_id] = event.scheduled_run_times[-1].timestamp()
+
+    async def _job(self, name: str) -> None:
+        check = self.checks.get(name)
+        if check is None:
+            return
+        await self.run_now(check, due=self._due.pop(name, None))
+
+    async def run_now(self, check: Check, due: float | None = None) -> CheckResult:
+        """Run a check (scheduled or on demand) under the concurrency cap and publish it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            async with self._semaphore:
+                if due is not None and self.on_lag is not None:
+                    self.on_lag(max(0.0, time.time() - due))
+                result = await execute(check)
+            try:
+                self.on_result(result)
+            except Exception:
+                log.exception("publishing the result of %s failed", check.name)
+            return result
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+
+async def _close(check: Check) -> None:
+    try:
+        await asyncio.wait_for(check.close(), timeout=2)
+    except Exception as exc:
+        log.warning("closing check %s failed: %s", check.name, exc)

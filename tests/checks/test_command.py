@@ -1,0 +1,291 @@
+"""Command check: real scripts, Nagios exit codes, perfdata, and no process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from pydantic import ValidationError
+
+from agent.config import ConfigError, load_config
+from agent.context import CheckContext
+from agent.core import Status
+from checks.command import (
+    OUTPUT_LIMIT,
+    SUMMARY_LIMIT,
+    CommandCheck,
+    CommandConfig,
+    observation_name,
+    parse_perfdata,
+    split_plugin_output,
+)
+
+
+def script(tmp_path: Path, body: str, name: str = "plugin.sh") -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def check(command: list[str] | str, timeout: str = "5s", **kwargs) -> CommandCheck:
+    return CommandCheck(CommandConfig(name="cmd", type="command", command=command, timeout=timeout, **kwargs),
+                        CheckContext())
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such pid, or a zombie whose parent has not collected it yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if gone(pid):
+            return True
+        time.sleep(0.02)
+    return gone(pid)
+
+
+def _pids_written(path: Path) -> list[int]:
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+async def read_pids(path: Path, count: int) -> list[int]:
+    for _ in range(200):
+        if len(pids := _pids_written(path)) >= count:
+            return pids[:count]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"script did not write {count} pids to {path}")
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    (0, Status.OK), (1, Status.WARNING), (2, Status.CRITICAL), (3, Status.UNKNOWN)])
+async def test_nagios_exit_codes(tmp_path: Path, code: int, status: Status):
+    result = await check([script(tmp_path, f"echo 'DISK state {code}'\nexit {code}")]).run()
+    assert result.status == status
+    assert result.summary == f"DISK state {code}"
+    assert result.details["exit_code"] == code
+
+
+async def test_other_exit_code_is_unknown(tmp_path: Path):
+    result = await check([script(tmp_path, "echo broken plugin\nexit 7")]).run()
+    assert result.status == Status.UNKNOWN
+    assert result.summary == "exit code 7: broken plugin"
+
+
+async def test_no_output(tmp_path: Path):
+    assert (await check(["/usr/bin/true"]).run()).summary == "exit code 0 (no output)"
+    result = await check([script(tmp_path, "exit 9")]).run()
+    assert (result.status, result.summary) == (Status.UNKNOWN, "exit code 9 (no output)")
+
+
+async def test_killed_by_signal_is_unknown(tmp_path: Path):
+    result = await check([script(tmp_path, "echo dying\nkill -TERM $$")]).run()
+    assert result.status == Status.UNKNOWN
+    assert result.summary == "killed by signal SIGTERM: dying"
+
+
+async def test_stderr_when_stdout_empty(tmp_path: Path):
+    result = await check([script(tmp_path, "echo '' \necho 'connection refused' >&2\nexit 2")]).run()
+    assert (result.status, result.summary) == (Status.CRITICAL, "connection refused")
+
+
+async def test_perfdata_becomes_observations(tmp_path: Path):
+    body = "echo 'OK - fine | time=0.12s;1;2;0; size=123B Queue-Depth=7 bad=U'\necho 'details'\nexit 0"
+    result = await check([script(tmp_path, body)]).run()
+    assert result.status == Status.OK
+    assert result.summary == "OK - fine"
+    assert result.observations == {"time": 0.12, "size": 123.0, "queue_depth": 7.0}
+    perf = {p["label"]: p for p in result.details["perfdata"]}
+    assert perf["time"]["uom"] == "s" and perf["time"]["warn"] == "1" and perf["time"]["crit"] == "2"
+    assert perf["bad"]["value"] is None
+    assert result.details["long_text"] == "details"
+
+
+async def test_summary_truncated_and_redacted(tmp_path: Path):
+    long_line = "x" * 1000
+    result = await check([script(tmp_path, f"echo 'login failed password=hunter22 {long_line}'\nexit 2")]).run()
+    assert "hunter22" not in result.summary
+    assert "password=<redacted>" in result.summary
+    assert len(result.summary) == SUMMARY_LIMIT
+
+
+async def test_output_is_bounded_and_drained(tmp_path: Path):
+    # 4 MB on each pipe: far beyond the pipe buffer, so an undrained pipe would hang the child.
+    code = "import sys; sys.stdout.write('y' * 4_000_000); sys.stderr.write('z' * 4_000_000)"
+    result = await check([sys.executable, "-c", code]).run()
+    assert result.status == Status.OK
+    assert result.details["output_truncated"] is True
+    assert len(result.summary) == SUMMARY_LIMIT
+    assert OUTPUT_LIMIT < 4_000_000
+
+
+async def test_string_command_is_split_without_a_shell(tmp_path: Path):
+    marker = tmp_path / "never"
+    result = await check(f"/bin/echo 'hello world' ; touch {marker}").run()
+    assert result.status == Status.OK
+    assert result.summary == f"hello world ; touch {marker}"
+    assert not marker.exists()
+
+
+async def test_env_and_cwd(tmp_path: Path):
+    result = await check([script(tmp_path, 'echo "$GREETING from $(pwd) path=${PATH:+set}"')],
+                         env={"GREETING": "hi"}, cwd=str(tmp_path)).run()
+    assert result.summary == f"hi from {tmp_path} path=set"
+
+
+async def test_missing_command_is_unknown(tmp_path: Path):
+    missing = str(tmp_path / "no-such-plugin")
+    result = await check([missing, "-w", "1"]).run()
+    assert (result.status, result.summary) == (Status.UNKNOWN, f"command not found: {missing}")
+    result = await check(["no-such-command-on-path-xyz"]).run()
+    assert result.summary == "command not found: no-such-command-on-path-xyz"
+
+
+async def test_not_executable_is_unknown(tmp_path: Path):
+    path = tmp_path / "plain.sh"
+    path.write_text("#!/bin/sh\nexit 0\n")
+    if os.access(path, os.X_OK):
+        pytest.skip("running as a user that may execute anything")
+    result = await check([str(path)]).run()
+    assert result.status == Status.UNKNOWN
+    assert "not executable" in result.summary
+
+
+async def test_missing_cwd_is_unknown(tmp_path: Path):
+    result = await check(["/usr/bin/true"], cwd=str(tmp_path / "gone")).run()
+    assert (result.status, result.summary) == (Status.UNKNOWN, f"working directory {tmp_path / 'gone'} does not exist")
+
+
+async def test_timeout_kills_the_whole_process_group(tmp_path: Path):
+    pids = tmp_path / "pids"
+    body = f"sleep 30 &\necho $$ $! > {pids}\necho started\nsleep 30"
+    started = time.monotonic()
+    result = await check([script(tmp_path, body)], timeout="0.3s").run()
+    elapsed = time.monotonic() - started
+    assert result.status == Status.CRITICAL
+    assert result.summary == "timed out after 300ms"
+    assert elapsed < 10  # the script sleeps 30s: finishing early means it was killed
+    assert result.details["stdout"] == "started\n"
+    shell, child = await read_pids(pids, 2)
+    assert wait_gone(shell) and wait_gone(child)
+
+
+async def test_cancellation_by_the_runner_kills_the_process_group(tmp_path: Path):
+    pids = tmp_path / "pids"
+    body = f"sleep 30 &\necho $$ $! > {pids}\nsleep 30"
+    task = asyncio.ensure_future(check([script(tmp_path, body)], timeout="30s").run())
+    shell, child = await read_pids(pids, 2)
+    assert not gone(shell) and not gone(child)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert wait_gone(shell) and wait_gone(child)
+
+
+async def test_outer_timeout_kills_the_process_group(tmp_path: Path):
+    pids = tmp_path / "pids"
+    body = f"sleep 30 &\necho $$ $! > {pids}\nsleep 30"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await check([script(tmp_path, body)], timeout="30s").run()
+    shell, child = await read_pids(pids, 2)
+    assert wait_gone(shell) and wait_gone(child)
+
+
+def test_parse_perfdata():
+    values = parse_perfdata("time=0.12s;1;2;0; size=123B 'disk /var''s'=90%;80;95;0;100 "
+                            "rate=-1.5e3c ignored garbage=abc u=U")
+    assert [(v.label, v.value, v.uom) for v in values] == [
+        ("time", 0.12, "s"), ("size", 123.0, "B"), ("disk /var's", 90.0, "%"), ("rate", -1500.0, "c"),
+        ("u", None, "")]
+    assert (values[2].warn, values[2].crit, values[2].min, values[2].max) == ("80", "95", "0", "100")
+    assert (values[0].min, values[0].max) == ("0", "")
+
+
+def test_split_plugin_output_follows_the_plugin_api():
+    out = "DISK OK | root=1\nlong line 1\nlong line 2 | home=2\nvar=3\n"
+    first, long_text, perf = split_plugin_output(out)
+    assert first == "DISK OK"
+    assert long_text == "long line 1\nlong line 2"
+    assert [p.label for p in parse_perfdata(perf)] == ["root", "home", "var"]
+    assert split_plugin_output("") == ("", "", "")
+
+
+@pytest.mark.parametrize(("label", "name"), [
+    ("time", "time"), ("Queue-Depth", "queue_depth"), ("disk /var", "disk_var"), ("/", ""), ("ÄÖ x", "x")])
+def test_observation_names_are_sanitized(label: str, name: str):
+    assert observation_name(label) == name
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"checks:\n  - {body}\n")
+    return path
+
+
+def test_config_from_yaml(tmp_path: Path):
+    path = write_config(tmp_path, '{name: migrate, type: command, command: "check_thing -w \'1 2\'", '
+                                  "env: {TOKEN: '${TOKEN}'}, cwd: /tmp}")
+    cfg = load_config(path, env={"TOKEN": "abcd1234"}).checks[0]
+    assert isinstance(cfg, CommandConfig)
+    assert cfg.command == ["check_thing", "-w", "1 2"]
+    assert cfg.env == {"TOKEN": "abcd1234"}
+
+
+def _union_tag_taken_for_key() -> bool:
+    """agent.config._clean_loc reads the union tag `command` as the `command:` key (reported upstream)."""
+    from agent import config
+
+    clean = getattr(config, "_clean_loc", None)
+    if clean is None:
+        return False
+    return clean({"checks": [{"type": "command", "command": []}]}, ("checks", 0, "command", "command")) != (
+        "checks", 0, "command")
+
+
+# While the bug is there these cases must fail (strict); once fixed they run as plain tests.
+TAG_BUG = pytest.mark.xfail(_union_tag_taken_for_key(), strict=True,
+                            reason="agent.config._clean_loc: union tag 'command' equals the key 'command'")
+
+
+@pytest.mark.parametrize(("body", "where", "text"), [
+    pytest.param("{name: c, type: command, command: []}", "checks[0].command", "must name a program", marks=TAG_BUG),
+    pytest.param('{name: c, type: command, command: ""}', "checks[0].command", "must name a program", marks=TAG_BUG),
+    pytest.param("{name: c, type: command, command: \"echo 'unbalanced\"}", "checks[0].command", "cannot split command",
+                 marks=TAG_BUG),
+    pytest.param("{name: c, type: command, command: [x], env: {'A=B': c}}", "checks[0].env",
+                 "invalid environment variable name", marks=TAG_BUG),
+    pytest.param("{name: c, type: command, command: [x], env: {A: 1}}", "checks[0].env.A", "string", marks=TAG_BUG),
+    ("{name: c, type: command}", "checks[0].command", "required"),
+])
+def test_invalid_config_names_the_field(tmp_path: Path, body: str, where: str, text: str):
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, body), env={})
+    message = str(info.value)
+    assert f"{where}: " in message, message
+    assert text in message, message
+
+
+@pytest.mark.parametrize(("data", "loc", "text"), [
+    ({"command": []}, ("command",), "must name a program"),
+    ({"command": "echo 'open"}, ("command",), "No closing quotation"),
+    ({"command": ["x"], "env": {"A=B": "c"}}, ("env",), "invalid environment variable name"),
+    ({"command": ["x"], "env": {"A": 1}}, ("env", "A"), "valid string"),
+])
+def test_model_errors_point_at_the_field(data: dict, loc: tuple, text: str):
+    with pytest.raises(ValidationError) as info:
+        CommandConfig(name="c", type="command", **data)
+    [error] = info.value.errors()
+    assert error["loc"] == loc
+    assert text in error["msg"]

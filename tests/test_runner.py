@@ -1,0 +1,89 @@
+"""The runner owns failure; the scheduler keeps every other check on time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from agent.context import CheckContext
+from agent.core import CheckResult, Status
+from agent.runner import execute
+from agent.scheduler import Scheduler
+from checks.base import Check, CheckConfig
+
+
+class _Cfg(CheckConfig):
+    type: Literal["fake"] = "fake"
+
+
+class Raises(Check):
+    async def run(self) -> CheckResult:
+        raise KeyError("boom token=abc123secret")
+
+
+class Hangs(Check):
+    timeout_status = Status.CRITICAL
+
+    async def run(self) -> CheckResult:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+class Counts(Check):
+    runs = 0
+
+    async def run(self) -> CheckResult:
+        type(self).runs += 1
+        return self.result(Status.OK, "fine", {"n": float(type(self).runs)})
+
+
+def _check(cls: type[Check], name: str, **kw: object) -> Check:
+    cfg = _Cfg(name=name, timeout=kw.pop("timeout", "1s"), interval=kw.pop("interval", "1s"), labels={"team": "sre"})
+    return cls(cfg, CheckContext())
+
+
+async def test_exception_becomes_unknown_with_type_and_no_secret() -> None:
+    r = await execute(_check(Raises, "raiser"))
+    assert r.status == Status.UNKNOWN
+    assert "KeyError" in r.summary
+    assert "abc123secret" not in r.summary
+    assert (r.check, r.type, r.labels) == ("raiser", "fake", {"team": "sre"})
+
+
+async def test_timeout_uses_the_check_types_status() -> None:
+    r = await execute(_check(Hangs, "hanger", timeout="200ms"))
+    assert r.status == Status.CRITICAL
+    assert "timed out after" in r.summary
+    assert 0.15 < r.duration_seconds < 2
+
+
+async def test_hanging_check_does_not_delay_others() -> None:
+    Counts.runs = 0
+    results: list[CheckResult] = []
+    lags: list[float] = []
+    s = Scheduler(results.append, max_concurrency=4, on_lag=lags.append, jitter=False)
+    s.add(_check(Hangs, "hanger", timeout="300ms", interval="100ms"))
+    s.add(_check(Counts, "counter", interval="100ms"))
+    s.start()
+    await asyncio.sleep(1.05)
+    await s.shutdown(grace=0.5)
+    counter = [r for r in results if r.check == "counter"]
+    hanger = [r for r in results if r.check == "hanger"]
+    assert len(counter) >= 6, f"fast check starved: {len(counter)} runs"
+    assert hanger and all(r.status == Status.CRITICAL for r in hanger)
+    # max_instances=1: the hanging check never overlaps itself
+    assert len(hanger) <= 4
+    assert lags
+
+
+async def test_shutdown_cancels_in_flight_runs() -> None:
+    results: list[CheckResult] = []
+    s = Scheduler(results.append, jitter=False)
+    s.add(_check(Hangs, "hanger", timeout="30s", interval="50ms"))
+    s.start()
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await s.shutdown(grace=0.2)
+    assert loop.time() - t0 < 2
+    assert not results
