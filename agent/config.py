@@ -188,6 +188,9 @@ def _load_yaml(path: Path) -> list[tuple[Any, _Marks]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None:
+            problem += f" ({context} at line {context_mark.line + 1})"
         raise ConfigError([ConfigIssue("", f"invalid YAML: {problem}", str(path), line)]) from None
     out = []
     for node, doc in zip(nodes, docs, strict=True):
@@ -289,6 +292,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
             loc = _clean_loc(data, e["loc"])
+            if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = (*loc, "type")
             file, line = origins.locate(loc)
             issues.append(ConfigIssue(format_path(loc), _message(model, data, loc, e), file, line))
     if config is not None and not issues:
@@ -333,6 +338,9 @@ def semantic_issues(config: ConfigBase) -> list[tuple[tuple[Any, ...], str]]:
     validate_sections = getattr(config, "alerting", None)
     if validate_sections is not None and hasattr(validate_sections, "semantic_issues"):
         out.extend((("alerting", *loc), msg) for loc, msg in validate_sections.semantic_issues(config))
+    from agent.slo.config import semantic_issues as slo_issues
+
+    out.extend(slo_issues(config))
     return out
 
 

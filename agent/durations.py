@@ -34,6 +34,8 @@ def format_duration(td: timedelta) -> str:
     total = td.total_seconds()
     if total < 1 and total != 0:
         return f"{round(total * 1000)}ms"
+    if total < 60 and total != int(total):
+        return f"{total:g}s"
     parts = []
     rest = int(total)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
