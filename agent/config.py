@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from agent.durations import Duration
 from agent.secrets import expand_env, resolve_secret
@@ -112,13 +120,14 @@ def config_model() -> type[ConfigBase]:
     models = tuple(t.Config for t in types.values())
     check_union = Annotated[Union[models], Field(discriminator="type")] if len(models) > 1 else models[0]  # noqa: UP007
     sections = _section_types()
+    slo_entry, product_entry = sections["slo"], sections["data_product"]
     model = create_model(
         "Config",
         __base__=ConfigBase,
         checks=(list[check_union], Field(default_factory=list)),  # type: ignore[valid-type]
         alerting=(sections["alerting"], Field(default_factory=sections["alerting"])),
-        slos=(list[sections["slo"]], Field(default_factory=list)),  # type: ignore[name-defined]
-        data_products=(list[sections["data_product"]], Field(default_factory=list)),  # type: ignore[name-defined]
+        slos=(list[slo_entry], Field(default_factory=list)),  # type: ignore[valid-type]
+        data_products=(list[product_entry], Field(default_factory=list)),  # type: ignore[valid-type]
     )
     model.model_rebuild()
     return model
@@ -449,7 +458,8 @@ def _unwrap(tp: Any, node: Any) -> Any:
         if origin is Annotated:
             tp = typing.get_args(tp)[0]
         elif origin in (Union, getattr(__import__("types"), "UnionType", None)):
-            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            members = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a  # tagged members
+                       for a in typing.get_args(tp) if a is not type(None)]
             chosen = None
             if isinstance(node, dict):
                 for m in members:

@@ -31,7 +31,7 @@ class Status(enum.IntEnum):
         return max(statuses, key=order.__getitem__, default=cls.OK)
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     """Alert severity, ordered: info < warning < critical < emergency."""
 
     INFO = "info"
@@ -88,7 +88,7 @@ class CheckResult:
         }
 
 
-class AlertState(str, enum.Enum):
+class AlertState(enum.StrEnum):
     INACTIVE = "inactive"
     PENDING = "pending"
     FIRING = "firing"

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -39,7 +39,7 @@ class Scheduler:
         self.checks: dict[str, Check] = {}
         self.skipped_runs = 0
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         self._due: dict[str, float] = {}
         self._running: set[asyncio.Task[object]] = set()
@@ -81,8 +81,8 @@ class Scheduler:
             assert cfg.interval is not None
             seconds = cfg.interval.total_seconds()
             offset = random.uniform(0, seconds) if self.jitter else 0.0
-            start = datetime.now(timezone.utc) + timedelta(seconds=offset)
-            trigger = IntervalTrigger(seconds=seconds, start_date=start, timezone=timezone.utc)
+            start = datetime.now(UTC) + timedelta(seconds=offset)
+            trigger = IntervalTrigger(seconds=seconds, start_date=start, timezone=UTC)
             grace = max(1, int(seconds))
         self._scheduler.add_job(self._job, trigger, args=[name], id=name, name=name, max_instances=1,
                                 coalesce=True, misfire_grace_time=grace, replace_existing=True)

@@ -19,7 +19,7 @@ from agent.durations import Duration
 from checks.base import Model
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"

@@ -1,0 +1,157 @@
+"""Alertmanager receiver: POST /api/v2/alerts, for teams that already run one.
+
+Alertmanager then owns grouping, silences and its own receivers; this side
+only states what fires and what resolved. Label choice (documented in the
+receiver reference): `alertname` is the check name (or the alert's own
+`alertname` label when the engine set one), plus `check`, `type`,
+`severity` and the alert's labels. A firing alert is sent without `endsAt`
+(Alertmanager applies its `resolve_timeout`; the engine re-posts while it
+fires) unless `firing_ttl` is set; a resolved alert carries its `endsAt`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from agent.core import Alert, AlertState
+from agent.durations import Duration
+from agent.secrets import REDACTOR, resolve_secret
+
+from . import render
+from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
+from .http import TRANSPORT_ERRORS, classify_status, transport_failure
+
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+DESCRIPTION_MAX = 4000
+
+
+class BasicAuth(BaseModel):
+    # Same rules as every config model (checks.base.Model), without notify importing checks.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str
+    password: SecretStr | None = Field(None, description="password (or password_file)")
+    password_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return resolve_secret(data, "password")
+
+    @model_validator(mode="after")
+    def _password_set(self) -> BasicAuth:
+        if self.password is None:
+            raise ValueError("password (or password_file) is required")
+        return self
+
+
+class AlertmanagerSettings(ReceiverSettings):
+    url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL (without /api/v2)")
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer (or bearer_token_file)")
+    bearer_token_file: Path | None = None
+    firing_ttl: Duration | None = Field(None, description="endsAt = now + this for firing alerts; "
+                                                         "unset: Alertmanager's resolve_timeout applies")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return resolve_secret(data, "bearer_token")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> AlertmanagerSettings:
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("set basic_auth or bearer_token, not both")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"url must be http:// or https://, got {v!r}")
+        return v.rstrip("/")
+
+
+def labels_for(alert: Alert) -> dict[str, str]:
+    """Alertmanager identifies an alert by its label set: keep it stable and valid."""
+    labels = {k: v for k, v in alert.labels.items() if LABEL_NAME.match(k) and v}
+    labels.update(alertname=alert.labels.get("alertname") or alert.check, check=alert.check,
+                  type=alert.type, severity=alert.severity.value)
+    return labels
+
+
+class AlertmanagerReceiver(Receiver):
+    """Posts alerts to an Alertmanager's /api/v2/alerts."""
+
+    kind = "alertmanager"
+    Settings = AlertmanagerSettings
+
+    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
+        assert isinstance(settings, AlertmanagerSettings)
+        super().__init__(name, settings)
+        self.config = settings
+        self.clock = clock
+        self._secrets: list[str] = []
+        self._headers = {"User-Agent": "sre-agent"}
+        self._auth: httpx.BasicAuth | None = None
+        if settings.bearer_token is not None:
+            token = settings.bearer_token.get_secret_value()
+            self._headers["Authorization"] = f"Bearer {token}"
+            self._secrets.append(token)
+        if settings.basic_auth is not None:
+            assert settings.basic_auth.password is not None  # BasicAuth refuses a missing password
+            password = settings.basic_auth.password.get_secret_value()
+            self._auth = httpx.BasicAuth(settings.basic_auth.username, password)
+            self._secrets.append(password)
+        for secret in self._secrets:
+            REDACTOR.add(secret)
+        self._client: httpx.AsyncClient | None = None
+
+    def alert_body(self, alert: Alert) -> dict[str, Any]:
+        now = self.clock()
+        annotations = {"summary": alert.summary or alert.check}
+        details = [alert.summary, render.observations_line(alert.observations, 1000), render.elapsed(alert, now)]
+        annotations["description"] = render.truncate(" | ".join(d for d in details if d), DESCRIPTION_MAX)
+        if alert.runbook_url:
+            annotations["runbook_url"] = alert.runbook_url
+        annotations.update({k: v for k, v in alert.annotations.items() if LABEL_NAME.match(k) and v})
+        starts = alert.starts_at if alert.starts_at > 0 else now
+        body: dict[str, Any] = {"labels": labels_for(alert), "annotations": annotations,
+                                "startsAt": render.iso8601(starts)}
+        if alert.state == AlertState.RESOLVED:
+            body["endsAt"] = render.iso8601(max(starts, alert.ends_at if alert.ends_at is not None else now))
+        elif self.config.firing_ttl is not None:
+            body["endsAt"] = render.iso8601(now + self.config.firing_ttl.total_seconds())
+        if alert.generator_url:
+            body["generatorURL"] = alert.generator_url
+        return body
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.config.timeout.total_seconds(), headers=self._headers,
+                                             auth=self._auth)
+        return self._client
+
+    async def send(self, notification: Notification) -> Delivery:
+        alerts = render.visible_alerts(notification, self.config.send_resolved)
+        if not alerts:
+            return Delivery(Outcome.SENT, "nothing to send")
+        body = [self.alert_body(a) for a in alerts]
+        what = f"alertmanager {self.name}"
+        try:
+            response = await self._http().post(f"{self.config.url}/api/v2/alerts", json=body)
+        except TRANSPORT_ERRORS as exc:
+            return transport_failure(exc, what=what, timeout=self.config.timeout.total_seconds(),
+                                     secrets=self._secrets)
+        return classify_status(response.status_code, response.headers, response.text, what=what,
+                               secrets=self._secrets, clock=self.clock)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

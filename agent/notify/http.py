@@ -1,0 +1,115 @@
+"""How HTTP receivers turn an answer (or its absence) into a `Delivery`.
+
+Every HTTP receiver classifies the same way: 2xx is SENT; 429, 408 and 5xx
+are RETRY with the peer's `Retry-After` when it gave one; any other status is
+a permanent FAILED; timeouts and connection errors are RETRY. Keeping that in
+one module means the outbox sees one vocabulary whatever the peer, and the
+secret scrubbing of error text cannot be forgotten by one receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import httpx
+
+from agent.secrets import REDACTOR
+
+from .base import Delivery, Outcome
+from .render import Clock, system_clock, truncate
+
+DETAIL_LIMIT = 500
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+def parse_retry_after(value: str | None, clock: Clock = system_clock) -> float | None:
+    """`Retry-After` as seconds from now: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
+
+    Returns None when absent or unparseable; a date in the past means 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - clock())
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """Redact known secrets (plus this receiver's own) from text bound for logs or `detail`."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "<redacted>")
+    return REDACTOR.redact(text)
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: str, *, what: str,
+                    secrets: Iterable[str] = (), clock: Clock = system_clock) -> Delivery:
+    """Outcome for an HTTP answer; `what` names the peer in the detail (`slack webhook`)."""
+    # Scrub before cutting, so a secret straddling the cut cannot leak half of itself.
+    snippet = " ".join(scrub(body[:4000], secrets).split())
+    detail = truncate(scrub(f"{what}: HTTP {status}", secrets) + (f": {snippet}" if snippet else ""), DETAIL_LIMIT)
+    if 200 <= status < 300:
+        return Delivery(Outcome.SENT, detail)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return Delivery(Outcome.RETRY, detail, parse_retry_after(_header(headers, "Retry-After"), clock))
+    return Delivery(Outcome.FAILED, detail)
+
+
+def transport_failure(exc: BaseException, *, what: str, timeout: float,
+                      secrets: Iterable[str] = ()) -> Delivery:
+    """Outcome for a request that got no answer. Config mistakes (bad URL) are FAILED."""
+    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL):
+        return Delivery(Outcome.FAILED, truncate(scrub(f"{what}: invalid URL ({type(exc).__name__})", secrets),
+                                                 DETAIL_LIMIT))
+    message = str(exc).strip()
+    text = f"{what}: {type(exc).__name__}" + (f": {message}" if message else "")
+    return Delivery(Outcome.RETRY, truncate(scrub(text, secrets), DETAIL_LIMIT))
+
+
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, asyncio.TimeoutError, OSError,
+)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if key.lower() == lowered:
+                return candidate
+    return value
+
+
+def merge(deliveries: list[Delivery]) -> Delivery:
+    """One outcome for several requests: RETRY if any may succeed later, else FAILED if any failed."""
+    if not deliveries:
+        return Delivery(Outcome.SENT, "nothing to send")
+    retries = [d for d in deliveries if d.outcome == Outcome.RETRY]
+    failed = [d for d in deliveries if d.outcome == Outcome.FAILED]
+    detail = truncate("; ".join(dict.fromkeys(d.detail for d in deliveries if d.detail)), DETAIL_LIMIT)
+    if retries:
+        hints = [d.retry_after for d in retries if d.retry_after is not None]
+        return Delivery(Outcome.RETRY, detail, max(hints) if hints else None)
+    if failed:
+        return Delivery(Outcome.FAILED, detail)
+    return Delivery(Outcome.SENT, detail)

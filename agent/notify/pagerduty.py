@@ -1,0 +1,201 @@
+"""PagerDuty receiver: Events API v2 trigger / resolve, one event per alert.
+
+PagerDuty deduplicates on `dedup_key`, so each alert's stable key is sent as
+is: a retried trigger for an open incident only adds a log entry, and the
+resolve closes exactly the incident its trigger opened. That is what makes
+it safe for the outbox to re-send a whole notification after a RETRY.
+Answers (Events API v2): 202 accepted; 400 invalid event (permanent, with an
+`errors` list); 429 rate limited and 5xx are worth retrying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from agent.core import Alert, AlertState, Severity
+from agent.secrets import REDACTOR, resolve_secret
+
+from . import render
+from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
+from .http import TRANSPORT_ERRORS, classify_status, merge, scrub, transport_failure
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
+PdSeverity = Literal["critical", "error", "warning", "info"]
+DEFAULT_SEVERITY_MAP: dict[Severity, PdSeverity] = {
+    Severity.EMERGENCY: "critical",
+    Severity.CRITICAL: "error",
+    Severity.WARNING: "warning",
+    Severity.INFO: "info",
+}
+SUMMARY_MAX = 1024
+DEDUP_KEY_MAX = 255
+CLIENT = "sre-agent"
+
+
+class PagerDutySettings(ReceiverSettings):
+    routing_key: SecretStr | None = Field(None, description="Events API v2 integration key (or routing_key_file)")
+    routing_key_file: Path | None = None
+    url: str = Field(DEFAULT_URL, description="Events API v2 enqueue endpoint")
+    severity_map: dict[Severity, PdSeverity] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_MAP),
+        description="agent severity -> PagerDuty severity; unset keys keep the default")
+    source: str | None = Field(None, description="payload.source; default this host's name")
+    component: str | None = Field(None, description="template for payload.component; default {check}")
+    group: str | None = Field(None, description="template for payload.group; default the service label, else {type}")
+    class_: str | None = Field(None, alias="class", description="template for payload.class; default {type}")
+    client_url: str | None = Field(None, description="link shown as the event's client; default the check's URL")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return resolve_secret(data, "routing_key")
+
+    @model_validator(mode="after")
+    def _key_set(self) -> PagerDutySettings:
+        if self.routing_key is None:
+            raise ValueError("routing_key (or routing_key_file) is required")
+        return self
+
+    @field_validator("severity_map")
+    @classmethod
+    def _complete(cls, v: dict[Severity, PdSeverity]) -> dict[Severity, PdSeverity]:
+        return {**DEFAULT_SEVERITY_MAP, **v}
+
+    @field_validator("component", "group", "class_")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        return render.check_template(v) if v is not None else v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"url must be http:// or https://, got {v!r}")
+        return v
+
+
+def dedup_key(alert: Alert) -> str:
+    """The alert's own key; hashed only if longer than PagerDuty's 255 characters."""
+    if len(alert.dedup_key) <= DEDUP_KEY_MAX:
+        return alert.dedup_key
+    return "sre-agent-" + hashlib.sha256(alert.dedup_key.encode()).hexdigest()
+
+
+class PagerDutyReceiver(Receiver):
+    """PagerDuty Events API v2: trigger and resolve by the alert's dedup_key."""
+
+    kind = "pagerduty"
+    Settings = PagerDutySettings
+
+    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
+        assert isinstance(settings, PagerDutySettings)
+        super().__init__(name, settings)
+        self.config = settings
+        self.clock = clock
+        assert settings.routing_key is not None  # the settings model refuses a missing key
+        self._key = settings.routing_key.get_secret_value()
+        REDACTOR.add(self._key)
+        self._source = settings.source or socket.gethostname()
+        self._client: httpx.AsyncClient | None = None
+
+    def event(self, alert: Alert) -> dict[str, Any]:
+        """The Events API v2 body for one alert."""
+        key = dedup_key(alert)
+        if alert.state == AlertState.RESOLVED:
+            return {"routing_key": self._key, "dedup_key": key, "event_action": "resolve"}
+        cfg = self.config
+        group = render.render_template(cfg.group, alert) if cfg.group else alert.labels.get("service", alert.type)
+        payload: dict[str, Any] = {
+            "summary": render.truncate(f"[{alert.severity.value.upper()}] {alert.check}: {alert.summary}", SUMMARY_MAX),
+            "source": self._source,
+            "severity": cfg.severity_map[alert.severity],
+            "timestamp": render.iso8601(alert.starts_at if alert.starts_at > 0 else self.clock()),
+            "component": render.render_template(cfg.component, alert) if cfg.component else alert.check,
+            "group": group,
+            "class": render.render_template(cfg.class_, alert) if cfg.class_ else alert.type,
+            "custom_details": {
+                "status": alert.status.name,
+                "observations": {render.observation_label(k): render.format_value(k, v)
+                                 for k, v in alert.observations.items()},
+                "observations_raw": dict(alert.observations),
+                "labels": dict(alert.labels),
+                "firing_since": render.iso8601(alert.starts_at) if alert.starts_at > 0 else None,
+                **({"annotations": dict(alert.annotations)} if alert.annotations else {}),
+            },
+        }
+        links = [{"href": url, "text": text} for url, text in
+                 ((alert.runbook_url, "Runbook"), (alert.generator_url, "Check")) if url]
+        event: dict[str, Any] = {
+            "routing_key": self._key,
+            "event_action": "trigger",
+            "dedup_key": key,
+            "payload": payload,
+            "client": CLIENT,
+        }
+        client_url = cfg.client_url or alert.generator_url
+        if client_url:
+            event["client_url"] = client_url
+        if links:
+            event["links"] = links
+        return event
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.config.timeout.total_seconds(), headers={"User-Agent": CLIENT})
+        return self._client
+
+    async def send(self, notification: Notification) -> Delivery:
+        outcomes: list[Delivery] = []
+        for alert in render.visible_alerts(notification, self.config.send_resolved):
+            delivery = await self._post(alert)
+            outcomes.append(delivery)
+            if delivery.outcome == Outcome.RETRY:
+                # Rate limited or unreachable: the rest would fare the same; the outbox re-sends all,
+                # and PagerDuty's dedup_key makes the already accepted ones harmless repeats.
+                break
+        return merge(outcomes)
+
+    async def _post(self, alert: Alert) -> Delivery:
+        event = self.event(alert)
+        what = f"pagerduty {self.name} {event['event_action']} {alert.check}"
+        try:
+            response = await self._http().post(self.config.url, json=event)
+        except TRANSPORT_ERRORS as exc:
+            return transport_failure(exc, what=what, timeout=self.config.timeout.total_seconds(),
+                                     secrets=[self._key])
+        if response.status_code == 400:
+            delivery = Delivery(Outcome.FAILED, _invalid_event(response, what, self._key))
+            log.warning("PagerDuty rejected an event, not retrying: %s", delivery.detail)
+            return delivery
+        return classify_status(response.status_code, response.headers, response.text, what=what,
+                               secrets=[self._key], clock=self.clock)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _invalid_event(response: httpx.Response, what: str, key: str) -> str:
+    """PagerDuty's 400 says why in `message` and `errors`; keep that, scrubbed."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        parts = [body.get("message"), *(errors if isinstance(errors, list) else [])]
+        reason = "; ".join(str(x) for x in parts if x)
+    else:
+        reason = response.text
+    return render.truncate(scrub(f"{what}: HTTP 400 invalid event: {reason}", [key]), 500)

@@ -1,0 +1,211 @@
+"""Text every receiver shares: titles, "firing for 12m", observation values.
+
+An SRE reads the same alert in Slack, PagerDuty, Alertmanager and the log;
+rendering it in one place keeps those words identical and keeps the
+receivers about wire formats only. Nothing here does I/O; time comes from an
+injected clock so messages are testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.core import Alert, AlertState, Severity
+
+from .base import Notification
+
+Clock = Callable[[], float]
+ELLIPSIS = "…"
+
+SEVERITY_EMOJI = {
+    Severity.INFO: "🔵",
+    Severity.WARNING: "🟠",
+    Severity.CRITICAL: "🔴",
+    Severity.EMERGENCY: "🚨",
+}
+RESOLVED_EMOJI = "✅"
+
+# Unit tokens in observation names (Prometheus style: the unit is in the name).
+_UNITS = ("seconds", "bytes", "ratio", "percent", "days", "total", "count")
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to at most `limit` characters, marking the cut with an ellipsis."""
+    if limit <= 0:
+        return ""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def duration_text(seconds: float) -> str:
+    """Two most significant units, as on-call people say it: 45s, 12m, 1h3m, 3d4h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+        elif parts:
+            break
+        if len(parts) == 2:
+            break
+    return "".join(parts)
+
+
+def elapsed(alert: Alert, now: float) -> str:
+    """`firing for 12m` / `resolved, lasted 1h3m`; empty when the start is unknown."""
+    if alert.starts_at <= 0:
+        return "resolved" if alert.state == AlertState.RESOLVED else ""
+    if alert.state == AlertState.RESOLVED:
+        end = alert.ends_at if alert.ends_at is not None else now
+        return f"resolved, lasted {duration_text(end - alert.starts_at)}"
+    return f"{alert.state.value} for {duration_text(now - alert.starts_at)}"
+
+
+def _unit(name: str) -> str | None:
+    for token in reversed(name.split("_")):
+        if token in _UNITS:
+            return token
+    return None
+
+
+def observation_label(name: str) -> str:
+    """`latency_seconds` -> `latency`, `disk_used_percent_max` -> `disk used max`."""
+    unit = _unit(name)
+    tokens = [t for t in name.split("_") if t and t != unit]
+    return " ".join(tokens) or name
+
+
+def format_value(name: str, value: float) -> str:
+    """Render an observation with the unit its name declares."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    unit = _unit(name)
+    if unit == "seconds":
+        a = abs(value)
+        sign = "-" if value < 0 else ""
+        if a < 1:
+            return f"{sign}{a * 1000:.0f}ms"
+        if a < 60:
+            return f"{sign}{a:.1f}s"
+        return sign + duration_text(a)
+    if unit == "bytes":
+        size = float(value)
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(size) < 1024 or suffix == "TiB":
+                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
+            size /= 1024
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "percent":
+        return f"{value:.1f}%"
+    if unit == "days":
+        return f"{value:.1f} days"
+    if unit in ("total", "count") and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def observation_pairs(observations: Mapping[str, float]) -> list[tuple[str, str]]:
+    return [(observation_label(k), format_value(k, v)) for k, v in observations.items()]
+
+
+def observations_line(observations: Mapping[str, float], limit: int = 300) -> str:
+    return truncate(", ".join(f"{k} {v}" for k, v in observation_pairs(observations)), limit)
+
+
+def alert_title(alert: Alert) -> str:
+    """`CRITICAL api-health` / `RESOLVED api-health`."""
+    if alert.state == AlertState.RESOLVED:
+        return f"RESOLVED {alert.check}"
+    return f"{alert.severity.value.upper()} {alert.check}"
+
+
+def emoji(alert: Alert) -> str:
+    return RESOLVED_EMOJI if alert.state == AlertState.RESOLVED else SEVERITY_EMOJI[alert.severity]
+
+
+def worst_severity(alerts: list[Alert]) -> Severity:
+    return max((a.severity for a in alerts), key=lambda s: s.rank, default=Severity.INFO)
+
+
+def group_description(notification: Notification) -> str:
+    """`service=api, env=prod`, or the check name when the group has one check."""
+    if notification.group_labels:
+        return ", ".join(f"{k}={v}" for k, v in sorted(notification.group_labels.items()))
+    checks = sorted({a.check for a in notification.alerts})
+    return checks[0] if len(checks) == 1 else f"{len(checks)} checks"
+
+
+def group_title(notification: Notification, alerts: list[Alert]) -> str:
+    """`[FIRING:3, RESOLVED:1] service=api`, in Alertmanager's habit."""
+    firing = sum(a.state != AlertState.RESOLVED for a in alerts)
+    resolved = len(alerts) - firing
+    counts = ", ".join(part for part in (f"FIRING:{firing}" if firing else "",
+                                         f"RESOLVED:{resolved}" if resolved else "") if part)
+    return f"[{counts}] {group_description(notification)}"
+
+
+def one_line(alert: Alert, now: float, limit: int = 1000) -> str:
+    """A single readable line: log lines and text fallbacks."""
+    tail = [t for t in (elapsed(alert, now), observations_line(alert.observations, 200)) if t]
+    suffix = f" ({'; '.join(tail)})" if tail else ""
+    head = f"[{alert_title(alert)}] "
+    return head + truncate(alert.summary or "(no summary)", max(20, limit - len(head) - len(suffix))) + suffix
+
+
+def iso8601(timestamp: float) -> str:
+    """RFC 3339 / ISO 8601 in UTC with milliseconds, as PagerDuty and Alertmanager read it."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def visible_alerts(notification: Notification, send_resolved: bool) -> list[Alert]:
+    """The alerts a receiver should tell about: resolved ones only when `send_resolved`."""
+    if send_resolved:
+        return [a for a in notification.alerts if a.state in (AlertState.FIRING, AlertState.RESOLVED)]
+    return notification.firing
+
+
+class _Missing(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def template_fields(alert: Alert) -> dict[str, Any]:
+    fields: dict[str, Any] = {f"label_{k}": v for k, v in alert.labels.items()}
+    fields.update(check=alert.check, type=alert.type, severity=alert.severity.value,
+                  state=alert.state.value, status=alert.status.name, summary=alert.summary,
+                  labels=_Missing(alert.labels))
+    return fields
+
+
+def check_template(template: str) -> str:
+    """Validate a `{check}`-style template at config load; unknown fields render empty."""
+    try:
+        for _, name, spec, _ in string.Formatter().parse(template):
+            if name is not None and not name.replace("_", "").replace("[", "").replace("]", "").isalnum():
+                raise ValueError(f"template field {{{name}}} is not a plain name")
+            if spec:
+                raise ValueError("format specs are not supported in templates")
+    except ValueError as exc:
+        raise ValueError(f"invalid template {template!r}: {exc}; use fields such as {{check}}, {{type}}, "
+                         f"{{severity}}, {{label_service}}") from None
+    return template
+
+
+def render_template(template: str, alert: Alert) -> str:
+    return template.format_map(_Missing(template_fields(alert)))

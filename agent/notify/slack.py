@@ -1,0 +1,271 @@
+"""Slack receiver: an incident-shaped Block Kit message, never rejected for size.
+
+Slack refuses a whole message (`invalid_blocks`, HTTP 400) when one text is
+one character too long or there are 51 blocks, and a refused page is a lost
+page. So every text here is cut to Slack's documented limit (header 150,
+section 3000, 10 fields of 2000, 50 blocks, button text 75, URL 3000) before
+sending, and a big group is summarised ("and 153 more") rather than split.
+Incoming webhooks and bot tokens (chat.postMessage) share one renderer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import Field, SecretStr, model_validator
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from agent.core import Alert, AlertState
+from agent.secrets import REDACTOR, resolve_secret
+
+from . import render
+from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
+from .http import TRANSPORT_ERRORS, classify_status, parse_retry_after, scrub, transport_failure
+
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+FIELDS_MAX = 10
+BLOCKS_MAX = 50
+BUTTON_TEXT_MAX = 75
+URL_MAX = 3000
+TEXT_MAX = 3000          # top-level fallback (Slack allows 40k; notifications show far less)
+GROUP_ALERT_MAX = 700    # per alert in a group, so 47 of them stay a readable, modest payload
+TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+                              "request_timeout"})
+
+# slack-sdk logs full request bodies and URLs at DEBUG when its logger's own level allows;
+# a dedicated logger pinned at INFO keeps webhook URLs out of debug logs.
+_SDK_LOGGER = logging.getLogger("sre_agent.notify.slack_sdk")
+_SDK_LOGGER.setLevel(logging.INFO)
+
+
+class SlackSettings(ReceiverSettings):
+    webhook_url: SecretStr | None = Field(None, description="incoming webhook URL (or webhook_url_file)")
+    webhook_url_file: Path | None = None
+    token: SecretStr | None = Field(None, description="bot token for chat.postMessage (or token_file)")
+    token_file: Path | None = None
+    channel: str | None = Field(None, description="channel for the bot token, e.g. #ops")
+    base_url: str | None = Field(None, description="Slack Web API base URL; default https://slack.com/api/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return resolve_secret(resolve_secret(data, "webhook_url"), "token")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SlackSettings:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set exactly one of webhook_url (incoming webhook) or token (bot token + channel)")
+        if self.token is not None and not self.channel:
+            raise ValueError("token needs a channel, e.g. channel: '#ops'")
+        if self.webhook_url is not None and self.channel:
+            raise ValueError("channel only applies with token: an incoming webhook posts to its own channel")
+        return self
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn needs only &, < and > escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md(text: str, limit: int) -> str:
+    """Escaped mrkdwn of at most `limit` characters, never cutting an `&amp;` in half."""
+    out = escape(text)
+    if len(out) <= limit:
+        return out
+    cut = out[: max(0, limit - len(render.ELLIPSIS))]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut.rstrip() + render.ELLIPSIS
+
+
+def link(url: str | None, label: str) -> str:
+    if not url or len(url) > URL_MAX:
+        return ""
+    safe = url.replace(" ", "%20").replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
+    return f"<{safe}|{escape(label)}>"
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": render.truncate(text, limit) or "-", "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text or " "}
+
+
+def _field(label: str, value: str) -> dict[str, Any]:
+    head = f"*{md(label, 100)}*\n"
+    return _mrkdwn(head + md(value, FIELD_MAX - len(head)))
+
+
+def _title(alert: Alert) -> str:
+    if alert.state == AlertState.RESOLVED:
+        return f"{render.RESOLVED_EMOJI} Resolved: {alert.check}"
+    return f"{render.emoji(alert)} {alert.severity.value.upper()}: {alert.check}"
+
+
+def _buttons(alert: Alert) -> dict[str, Any] | None:
+    elements = []
+    for action_id, label, url in (("runbook", "📖 Runbook", alert.runbook_url), ("check", "🔎 Check", alert.generator_url)):
+        if url and len(url) <= URL_MAX:
+            elements.append({"type": "button", "action_id": action_id, "url": url,
+                             "text": _plain(label, BUTTON_TEXT_MAX)})
+    return {"type": "actions", "elements": elements} if elements else None
+
+
+def _context(alert: Alert, now: float) -> dict[str, Any]:
+    parts = [render.elapsed(alert, now).capitalize(), f"check `{md(alert.check, 200)}` ({md(alert.type, 50)})"]
+    if alert.starts_at > 0:
+        iso = render.iso8601(alert.starts_at)
+        parts.append(f"since <!date^{int(alert.starts_at)}^{{date_short_pretty}} {{time}}|{iso}>")
+    elements = [_mrkdwn(md(p, SECTION_MAX) if i == 0 else p) for i, p in enumerate(parts) if p]
+    return {"type": "context", "elements": elements[:10]}
+
+
+def _single(alert: Alert, now: float) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(_title(alert), HEADER_MAX)},
+        {"type": "section", "text": _mrkdwn(md(alert.summary or "(no summary)", SECTION_MAX))},
+    ]
+    items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
+    items += render.observation_pairs(alert.observations)
+    items += [(k, v) for k, v in sorted(alert.labels.items())]
+    if len(items) > FIELDS_MAX:
+        items = items[: FIELDS_MAX - 1] + [("More", f"+{len(items) - FIELDS_MAX + 1} not shown")]
+    blocks.append({"type": "section", "fields": [_field(k, v) for k, v in items]})
+    actions = _buttons(alert)
+    if actions:
+        blocks.append(actions)
+    blocks.append(_context(alert, now))
+    return blocks
+
+
+def _group_section(alert: Alert, now: float) -> dict[str, Any]:
+    head = f"*{md(_title(alert), 200)}*"
+    when = render.elapsed(alert, now)
+    if when:
+        head += f" · _{md(when, 60)}_"
+    obs = render.observations_line(alert.observations, 200)
+    links = " · ".join(x for x in (link(alert.runbook_url, "Runbook"), link(alert.generator_url, "Check")) if x)
+    tail = "".join(f"\n{x}" for x in (md(obs, 250) if obs else "", links) if x)
+    budget = max(40, GROUP_ALERT_MAX - len(head) - len(tail) - 1)
+    text = f"{head}\n{md(alert.summary or '(no summary)', budget)}{tail}"
+    if len(text) > SECTION_MAX:  # only when links are huge: drop them rather than cut one
+        text = f"{head}\n{md(alert.summary or '(no summary)', budget)}"
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _order(alerts: list[Alert]) -> list[Alert]:
+    return sorted(alerts, key=lambda a: (a.state == AlertState.RESOLVED, -a.severity.rank, a.check))
+
+
+def build_message(notification: Notification, alerts: list[Alert], now: float) -> dict[str, Any]:
+    """`{"text": fallback, "blocks": [...]}` within every Block Kit limit."""
+    alerts = _order(alerts)
+    if len(alerts) == 1:
+        alert = alerts[0]
+        text = f"{render.emoji(alert)} {render.one_line(alert, now, TEXT_MAX - 2)}"
+        return {"text": render.truncate(text, TEXT_MAX), "blocks": _single(alert, now)}
+    title = render.group_title(notification, alerts)
+    firing = [a for a in alerts if a.state != AlertState.RESOLVED]
+    icon = render.SEVERITY_EMOJI[render.worst_severity(firing)] if firing else render.RESOLVED_EMOJI
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(f"{icon} {title}", HEADER_MAX)}]
+    room = BLOCKS_MAX - 2  # header + closing context
+    shown = alerts if len(alerts) <= room else alerts[: room - 1]
+    blocks += [_group_section(a, now) for a in shown]
+    hidden = alerts[len(shown):]
+    if hidden:
+        names = ", ".join(a.check for a in hidden[:20])
+        blocks.append({"type": "section", "text": _mrkdwn(md(f"…and {len(hidden)} more: {names}", SECTION_MAX))})
+    blocks.append({"type": "context", "elements": [_mrkdwn(md(f"{len(alerts)} alerts · {notification.receiver}", 300))]})
+    lines = [f"{icon} {title}"] + [render.one_line(a, now, 300) for a in alerts[:20]]
+    if len(alerts) > 20:
+        lines.append(f"…and {len(alerts) - 20} more")
+    return {"text": render.truncate("\n".join(lines), TEXT_MAX), "blocks": blocks}
+
+
+class SlackReceiver(Receiver):
+    """Posts to an incoming webhook, or with a bot token via chat.postMessage."""
+
+    kind = "slack"
+    Settings = SlackSettings
+
+    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
+        assert isinstance(settings, SlackSettings)
+        super().__init__(name, settings)
+        self.config = settings
+        self.clock = clock
+        self._secrets = [s.get_secret_value() for s in (settings.webhook_url, settings.token) if s is not None]
+        for secret in self._secrets:
+            REDACTOR.add(secret)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def _timeout(self) -> float:
+        return self.config.timeout.total_seconds()
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        return self._session
+
+    async def send(self, notification: Notification) -> Delivery:
+        alerts = render.visible_alerts(notification, self.config.send_resolved)
+        if not alerts:
+            return Delivery(Outcome.SENT, "nothing to send")
+        message = build_message(notification, alerts, self.clock())
+        what = f"slack {self.name}"
+        try:
+            if self.config.webhook_url is not None:
+                return await self._webhook(self.config.webhook_url.get_secret_value(), message, what)
+            return await self._post_message(message, what)
+        except SlackApiError as exc:
+            return self._api_error(exc, what)
+        except TRANSPORT_ERRORS as exc:
+            return transport_failure(exc, what=what, timeout=self._timeout, secrets=self._secrets)
+        except SlackClientError as exc:
+            return Delivery(Outcome.FAILED, scrub(f"{what}: {type(exc).__name__}: {exc}", self._secrets))
+
+    async def _webhook(self, url: str, message: dict[str, Any], what: str) -> Delivery:
+        client = AsyncWebhookClient(url, timeout=int(max(1, self._timeout)), session=self._client_session(),
+                                    retry_handlers=[], logger=_SDK_LOGGER)
+        response = await client.send(text=message["text"], blocks=message["blocks"], unfurl_links=False)
+        return classify_status(response.status_code, response.headers or {}, response.body or "",
+                               what=what, secrets=self._secrets, clock=self.clock)
+
+    async def _post_message(self, message: dict[str, Any], what: str) -> Delivery:
+        assert self.config.token is not None and self.config.channel is not None
+        client = AsyncWebClient(token=self.config.token.get_secret_value(),
+                                base_url=self.config.base_url or AsyncWebClient.BASE_URL,
+                                timeout=int(max(1, self._timeout)), session=self._client_session(),
+                                retry_handlers=[], logger=_SDK_LOGGER)
+        response = await client.chat_postMessage(channel=self.config.channel, text=message["text"],
+                                                 blocks=message["blocks"], unfurl_links=False)
+        return Delivery(Outcome.SENT, f"{what}: posted to {self.config.channel} (ts {response.get('ts')})")
+
+    def _api_error(self, exc: SlackApiError, what: str) -> Delivery:
+        response = exc.response
+        data = response.data if isinstance(response.data, dict) else {}
+        error = str(data.get("error") or "")
+        status = int(response.status_code)
+        detail = scrub(f"{what}: chat.postMessage HTTP {status}" + (f": {error}" if error else ""), self._secrets)
+        if status == 429 or error == "ratelimited":
+            headers = response.headers or {}
+            value = headers.get("Retry-After") or headers.get("retry-after")
+            return Delivery(Outcome.RETRY, detail, parse_retry_after(value, self.clock))
+        if status >= 500 or error in TRANSIENT_ERRORS:
+            return Delivery(Outcome.RETRY, detail)
+        return Delivery(Outcome.FAILED, detail)
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
