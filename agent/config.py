@@ -120,12 +120,12 @@ def config_model() -> type[ConfigBase]:
     models = tuple(t.Config for t in types.values())
     check_union = Annotated[Union[models], Field(discriminator="type")] if len(models) > 1 else models[0]  # noqa: UP007
     sections = _section_types()
-    slo_entry, product_entry = sections["slo"], sections["data_product"]
+    alerting_model, slo_entry, product_entry = sections["alerting"], sections["slo"], sections["data_product"]
     model = create_model(
         "Config",
         __base__=ConfigBase,
         checks=(list[check_union], Field(default_factory=list)),  # type: ignore[valid-type]
-        alerting=(sections["alerting"], Field(default_factory=sections["alerting"])),
+        alerting=(alerting_model, Field(default_factory=alerting_model)),
         slos=(list[slo_entry], Field(default_factory=list)),  # type: ignore[valid-type]
         data_products=(list[product_entry], Field(default_factory=list)),  # type: ignore[valid-type]
     )
@@ -304,7 +304,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = (*loc, "type")
             file, line = origins.locate(loc)
-            issues.append(ConfigIssue(format_path(loc), _message(model, data, loc, e), file, line))
+            issues.append(ConfigIssue(format_path(loc), _message(model, data, loc, dict(e)), file, line))
     if config is not None and not issues:
         for loc, message in semantic_issues(config):
             file, line = origins.locate(loc)

@@ -85,8 +85,8 @@ class Agent:
         self.store = Store.for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds())
         self.store.on_error = lambda exc: self.metrics.store_errors.inc()
         await self.store.open()
-        for check, seconds in history_retention(self.config).items():
-            self.store.set_retention(check, seconds)
+        for name, seconds in history_retention(self.config).items():
+            self.store.set_retention(name, seconds)
         self.context = CheckContext(config=self.config, store=self.store)
         self.components = self._build_components()
         for component in self.components:

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def expand_env(obj: Any, env: dict[str, str] | None = None, path: tuple[Any, ...
     `$${VAR}` escapes to a literal `${VAR}`. Expanded values are registered as
     secrets: the config decides what is sensitive, not us.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     errors: list[EnvError] = []
 
     def sub(text: str, here: tuple[Any, ...]) -> str:
@@ -102,9 +103,9 @@ def expand_env(obj: Any, env: dict[str, str] | None = None, path: tuple[Any, ...
             if start > 0 and text[start - 1] == "$":
                 return m.group(0)
             name, default = m.group(1), m.group(2)
-            if name in env:
-                REDACTOR.add(env[name])
-                return env[name]
+            if name in environ:
+                REDACTOR.add(environ[name])
+                return environ[name]
             if default is not None:
                 return default
             errors.append(EnvError(here, f"environment variable {name} is not set (referenced as ${{{name}}})"))

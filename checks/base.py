@@ -10,6 +10,7 @@ raised is turned into UNKNOWN by the runner (`agent.runner`).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ class Check:
     """Base of every check type. Override `run()`; return a `CheckResult`."""
 
     type: ClassVar[str]
-    Config: ClassVar[type[CheckConfig]]
+    Config: ClassVar[builtins.type[CheckConfig]]
     metric_families: ClassVar[dict[str, MetricFamily]] = {}
     #: status when the runner's timeout fires (network probes say CRITICAL)
     timeout_status: ClassVar[Status] = Status.UNKNOWN
