@@ -87,7 +87,10 @@ async def list_checks(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     latest = agent.metrics.results.latest()
     out = []
+    wanted = request.query.get("name")  # alerts link here as ?name=<check>
     for name, check in sorted((agent.scheduler.checks if agent.scheduler else {}).items()):
+        if wanted is not None and name != wanted:
+            continue
         r = latest.get(name)
         nxt = agent.scheduler.next_run(name) if agent.scheduler else None
         out.append({"name": name, "type": check.config.type, "labels": check.config.labels,

@@ -1,0 +1,189 @@
+"""Aggregation groups and their timers: when a receiver is told what.
+
+Alertmanager's rules, with time passed in: `group_wait` before the first
+notification of a new group, `group_interval` between notifications when the
+group changes (an alert joins, changes severity or resolves), `repeat_interval`
+for a group that still fires unchanged. A group remembers what it last told
+its receiver (`notified`), which is what makes a restart quiet: an alert
+already paged is not paged again until its repeat timer (persisted) is due.
+
+An alert whose labels move it to another group of the same receiver (a
+severity change, a reload with a new `group_by`) carries what was notified
+with it, so the receiver hears an update, not a resolve plus a new page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.alerting.route import Route, Timing
+from agent.core import Alert, AlertState
+
+
+def fingerprint(alert: Alert) -> list[str]:
+    return [alert.state.value, alert.severity.value]
+
+
+@dataclass
+class Group:
+    key: str
+    receiver: str
+    route_id: str
+    labels: dict[str, str]
+    timing: Timing
+    created_at: float
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    notified: dict[str, list[str]] = field(default_factory=dict)
+    last_sent_at: float | None = None
+    next_flush: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "receiver": self.receiver, "route_id": self.route_id, "labels": self.labels,
+                "timing": [self.timing.group_wait, self.timing.group_interval, self.timing.repeat_interval],
+                "created_at": self.created_at, "alerts": {k: a.to_dict() for k, a in self.alerts.items()},
+                "notified": self.notified, "last_sent_at": self.last_sent_at, "next_flush": self.next_flush}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Group:
+        return cls(key=d["key"], receiver=d["receiver"], route_id=d["route_id"], labels=d["labels"],
+                   timing=Timing(*d["timing"]), created_at=d["created_at"],
+                   alerts={k: Alert.from_dict(a) for k, a in d["alerts"].items()}, notified=d["notified"],
+                   last_sent_at=d["last_sent_at"], next_flush=d["next_flush"])
+
+
+@dataclass
+class Flush:
+    """One notification to enqueue: a group's unmuted firing alerts plus its notified resolves."""
+
+    group: Group
+    alerts: list[Alert]
+    repeat: bool
+
+    @property
+    def kind(self) -> str:
+        return "firing" if any(a.state == AlertState.FIRING for a in self.alerts) else "resolved"
+
+
+class Dispatcher:
+    def __init__(self, root: Route | None = None) -> None:
+        self.root = root
+        self.groups: dict[str, Group] = {}
+        self.dirty: set[str] = set()
+        self.deleted: set[str] = set()
+
+    # -- state ------------------------------------------------------------------
+    def load(self, groups: list[Group]) -> None:
+        self.groups = {g.key: g for g in groups}
+
+    def groups_of(self, dedup_key: str) -> list[Group]:
+        return [g for g in self.groups.values() if dedup_key in g.alerts]
+
+    def next_due(self) -> float | None:
+        return min((g.next_flush for g in self.groups.values() if g.next_flush is not None), default=None)
+
+    def take_changes(self) -> tuple[list[Group], list[str]]:
+        changed = [self.groups[k] for k in self.dirty if k in self.groups]
+        deleted = [k for k in self.deleted if k not in self.groups]
+        self.dirty, self.deleted = set(), set()
+        return changed, deleted
+
+    def _drop(self, key: str) -> None:
+        self.groups.pop(key, None)
+        self.dirty.discard(key)
+        self.deleted.add(key)
+
+    def drop_receiver(self, receiver: str) -> int:
+        keys = [k for k, g in self.groups.items() if g.receiver == receiver]
+        for k in keys:
+            self._drop(k)
+        return len(keys)
+
+    # -- alerts in --------------------------------------------------------------------
+    def update(self, alert: Alert, now: float) -> None:
+        """Put an alert's new snapshot into the groups it routes to (and out of the others)."""
+        current = {g.key: g for g in self.groups_of(alert.dedup_key)}
+        targets: dict[str, Route] = {}
+        if alert.state == AlertState.FIRING and self.root is not None:
+            for route in self.root.destinations(alert.labels):
+                targets.setdefault(route.group_key(alert.labels), route)
+        for key, route in targets.items():
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = Group(key=key, receiver=route.receiver, route_id=route.id,
+                                                 labels=route.group_labels(alert.labels), timing=route.timing,
+                                                 created_at=now)
+                self.deleted.discard(key)
+            group.timing = route.timing
+            if alert.dedup_key not in group.alerts:
+                self._adopt(group, alert.dedup_key, [g for k, g in current.items() if k not in targets])
+            self._put(group, alert, now)
+        for key, group in current.items():
+            if key in targets or alert.dedup_key not in group.alerts:
+                continue
+            ended = Alert.from_dict({**alert.to_dict(), "state": AlertState.RESOLVED.value,
+                                     "ends_at": alert.ends_at or now})
+            self._put(group, ended, now)
+
+    def _adopt(self, group: Group, dedup_key: str, leaving: list[Group]) -> None:
+        """Move what a same-receiver group notified about this alert into `group`."""
+        for old in leaving:
+            if old.receiver != group.receiver:
+                continue
+            if dedup_key in old.notified:
+                group.notified[dedup_key] = old.notified.pop(dedup_key)
+                if old.last_sent_at is not None and (group.last_sent_at is None or group.last_sent_at < old.last_sent_at):
+                    group.last_sent_at = old.last_sent_at
+            old.alerts.pop(dedup_key, None)
+            self.dirty.add(old.key)
+            if not old.alerts:
+                self._drop(old.key)
+
+    def _put(self, group: Group, alert: Alert, now: float) -> None:
+        before = group.alerts.get(alert.dedup_key)
+        group.alerts[alert.dedup_key] = alert
+        self.dirty.add(group.key)
+        if before is None or fingerprint(before) != fingerprint(alert) or before.suppressed_by != alert.suppressed_by:
+            self._schedule(group, now)
+
+    def _schedule(self, group: Group, now: float) -> None:
+        if group.last_sent_at is None:
+            due = group.created_at + group.timing.group_wait
+        else:
+            due = max(now, group.last_sent_at + group.timing.group_interval)
+        group.next_flush = due if group.next_flush is None else min(group.next_flush, due)
+
+    # -- notifications out ----------------------------------------------------------------
+    def flush_due(self, now: float) -> list[Flush]:
+        out: list[Flush] = []
+        for group in list(self.groups.values()):
+            if group.next_flush is not None and group.next_flush <= now:
+                flush = self._flush(group, now)
+                if flush is not None:
+                    out.append(flush)
+        return out
+
+    def _flush(self, group: Group, now: float) -> Flush | None:
+        group.next_flush = None
+        self.dirty.add(group.key)
+        firing = [a for a in group.alerts.values() if a.state == AlertState.FIRING and not a.suppressed_by]
+        resolved = [a for a in group.alerts.values() if a.state != AlertState.FIRING and a.dedup_key in group.notified]
+        changed = bool(resolved) or any(group.notified.get(a.dedup_key) != fingerprint(a) for a in firing)
+        repeat = bool(firing) and group.last_sent_at is not None \
+            and now - group.last_sent_at >= group.timing.repeat_interval
+        flush = None
+        if firing or resolved:
+            if changed or repeat:
+                flush = Flush(group, sorted(firing + resolved, key=lambda a: (a.starts_at, a.dedup_key)), repeat and not changed)
+                group.last_sent_at = now
+                for a in firing:
+                    group.notified[a.dedup_key] = fingerprint(a)
+        for a in [a for a in group.alerts.values() if a.state != AlertState.FIRING]:
+            group.alerts.pop(a.dedup_key)
+            group.notified.pop(a.dedup_key, None)
+        if not group.alerts:
+            self._drop(group.key)
+        elif group.last_sent_at is not None and any(a.state == AlertState.FIRING for a in group.alerts.values()):
+            due = group.last_sent_at + group.timing.repeat_interval
+            group.next_flush = due if due > now else now + group.timing.repeat_interval
+        return flush

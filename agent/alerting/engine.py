@@ -1,0 +1,372 @@
+"""The alerting component: results in, notifications durably queued, receivers fed.
+
+Wiring: `on_result` only enqueues; one task drains the queue and runs
+`process()`: lifecycle (`lifecycle.evaluate`) -> mutes (`silences.Suppressor`)
+-> groups and timers (`dispatch.Dispatcher`) -> outbox rows, all committed in
+one store transaction per cycle; then the per-receiver `DeliveryWorker`s are
+woken. `process(results, now)` takes the time as an argument, so the whole
+chain is testable with a fake clock and no background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from agent.alerting import state
+from agent.alerting.config import AlertingConfig, ReceiverConfigBase, receiver_kinds
+from agent.alerting.dispatch import Dispatcher
+from agent.alerting.lifecycle import (
+    AlertRecord,
+    agent_url,
+    alert_key_of,
+    dedup_key,
+    evaluate,
+    is_failing,
+    tick,
+    to_alert,
+)
+from agent.alerting.metrics import AlertingMetrics
+from agent.alerting.outbox import DeliveryWorker, Outbox, OutboxRow, new_idempotency_key
+from agent.alerting.route import build_routes
+from agent.alerting.silences import Silence, Source, Suppressor
+from agent.core import Alert, AlertState, CheckResult, Status
+from agent.notify.base import Notification, Receiver
+from agent.store import Store
+from checks.base import CheckConfig
+
+log = logging.getLogger("sre_agent.alerting")
+Clock = Callable[[], float]
+ReceiverFactory = Callable[[ReceiverConfigBase], Receiver]
+#: the engine looks at silences, maintenance windows and `for:` periods at least this often
+TICK = 1.0
+#: at shutdown an in-flight send gets this long (the daemon allows a component 2s to stop)
+SHUTDOWN_GRACE = 0.8
+
+
+def build_receiver(cfg: ReceiverConfigBase) -> Receiver:
+    return receiver_kinds()[cfg.kind](cfg.name, cfg.settings)
+
+
+class AlertingEngine:
+    def __init__(self, config: Any, store: Store, registry: CollectorRegistry, *, clock: Clock = time.time,
+                 receiver_factory: ReceiverFactory = build_receiver, rng: Callable[[], float] = random.random,
+                 background: bool = True) -> None:
+        """`background=False` starts no tasks: the caller drives `process()` and the workers' `step()`."""
+        self.store = store
+        self.background = background
+        self.clock = clock
+        self.rng = rng
+        self.receiver_factory = receiver_factory
+        self.metrics = AlertingMetrics(registry)
+        self.outbox = Outbox(store)
+        self.dispatcher = Dispatcher()
+        self.suppressor = Suppressor()
+        self.records: dict[str, AlertRecord] = {}
+        self.statuses: dict[str, Status] = {}
+        self.receivers: dict[str, tuple[ReceiverConfigBase, Receiver]] = {}
+        self.workers: dict[str, DeliveryWorker] = {}
+        self._queue: asyncio.Queue[CheckResult | None] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        self._uncommitted = state.Batch()
+        self._task: asyncio.Task[None] | None = None
+        self._bound_port: Callable[[], int | None] = lambda: None
+        self._apply_config(config)
+
+    # -- configuration ------------------------------------------------------------------
+    def _apply_config(self, config: Any) -> None:
+        self.config = config
+        self.alerting: AlertingConfig = config.alerting
+        self.checks: dict[str, CheckConfig] = {c.name: c for c in config.all_checks()}
+        self.dispatcher.root = build_routes(self.alerting.route) if self.alerting.route is not None else None
+        self.suppressor.configure(self.alerting.maintenance_windows, self.alerting.inhibit,
+                                  [Silence.from_config(s) for s in self.alerting.silences])
+
+    async def start(self) -> None:
+        await state.ensure_schema(self.store)
+        snap = await self.store.call(state.load)
+        self.records = {r.dedup_key: r for r in snap.records}
+        self.statuses = dict(snap.statuses)
+        self.dispatcher.load(snap.groups)
+        self.suppressor.silences.update({s.id: s for s in snap.silences if s.source != "config"})
+        await self.outbox.refresh_depth()
+        await self._reconcile(self.clock())
+        if self.background:
+            self._task = asyncio.create_task(self._run(), name="alerting-engine")
+        log.info("alerting: %d active alerts, %d groups, %d queued notifications restored",
+                 sum(r.active for r in self.records.values()), len(self.dispatcher.groups), sum(self.outbox.depth.values()))
+
+    async def reconfigure(self, config: Any) -> None:
+        async with self._lock:
+            self._apply_config(config)
+        await self._reconcile(self.clock())
+
+    async def _reconcile(self, now: float) -> None:
+        """Bring silences, receivers, workers and groups in line with the current config."""
+        async with self._lock:
+            config_silences = [s for s in self.suppressor.silences.values() if s.source == "config"]
+            await self.store.call(state.sync_config_silences, config_silences, now)
+            for sid, s in list(self.suppressor.silences.items()):
+                if s.ends_at < now - state.SILENCE_RETENTION:
+                    del self.suppressor.silences[sid]
+            batch = state.Batch()
+            for key, rec in list(self.records.items()):
+                if rec.check in self.checks:
+                    continue
+                if rec.state == AlertState.FIRING:
+                    rec.state, rec.ends_at, rec.summary = AlertState.RESOLVED, now, "check removed from the config"
+                    self.dispatcher.update(self._alert(rec), now)
+                del self.records[key]
+            self.statuses = {c: st for c, st in self.statuses.items() if c in self.checks}
+            await self.store.call(state.forget_checks, set(self.checks))
+            await self._sync_receivers()
+            for rec in self.records.values():
+                if rec.state == AlertState.FIRING or self.dispatcher.groups_of(rec.dedup_key):
+                    self.dispatcher.update(self._alert(rec), now)
+            await self._cycle(now, batch, set())
+
+    async def _sync_receivers(self) -> None:
+        wanted = {r.name: r for r in self.alerting.receivers}
+        for name, (cfg, _receiver) in list(self.receivers.items()):
+            if wanted.get(name) != cfg:
+                await self._close_receiver(name)
+        for name, cfg in wanted.items():
+            if name not in self.receivers:
+                receiver = self.receiver_factory(cfg)
+                self.receivers[name] = (cfg, receiver)
+                self.metrics.add_receiver(name)
+                worker = self.workers[name] = DeliveryWorker(receiver, self.outbox, self.alerting.outbox, self.metrics,
+                                                             clock=self.clock, rng=self.rng)
+                if self.background:
+                    worker.start()
+            self.workers[name].settings = self.alerting.outbox
+        gone = await self.outbox.drop_except(set(wanted))
+        for name, n in gone.items():
+            log.warning("dropped %d queued notifications for receiver %r: it is no longer configured", n, name)
+            self.metrics.outcome(name, "dropped", n)
+            self.metrics.queue_depth(name, 0)
+        for group in list(self.dispatcher.groups.values()):
+            if group.receiver not in wanted:
+                self.dispatcher.drop_receiver(group.receiver)
+
+    async def _close_receiver(self, name: str, grace: float = 2.0) -> None:
+        _, receiver = self.receivers.pop(name)
+        worker = self.workers.pop(name, None)
+        if worker is not None:
+            await worker.stop(grace)
+        try:
+            await asyncio.wait_for(receiver.close(), grace)
+        except Exception as exc:
+            log.warning("closing receiver %s failed: %s", name, exc)
+
+    async def stop(self) -> None:
+        """Commit what is queued, give in-flight sends a moment, close receivers. Rows stay for the next start."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        pending = self._drain()
+        if pending or self._uncommitted:
+            await self.process(pending)
+        await asyncio.gather(*(self._close_receiver(name, grace=SHUTDOWN_GRACE) for name in list(self.receivers)))
+
+    # -- results in ---------------------------------------------------------------------------
+    def on_result(self, result: CheckResult) -> None:
+        """Called by the scheduler for every result: never blocks, never raises."""
+        self._queue.put_nowait(result)
+
+    def poke(self) -> None:
+        """Wake the engine now (a silence changed)."""
+        self._queue.put_nowait(None)
+
+    def _drain(self) -> list[CheckResult]:
+        out = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                out.append(item)
+        return out
+
+    async def _run(self) -> None:
+        while True:
+            due = self.dispatcher.next_due()
+            timeout = TICK if due is None else min(TICK, max(0.0, due - self.clock()))
+            results: list[CheckResult] = []
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout)
+                if first is not None:
+                    results.append(first)
+            except TimeoutError:
+                pass
+            results.extend(self._drain())
+            try:
+                await self.process(results)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alerting cycle failed; will retry with the next results")
+
+    async def process(self, results: Iterable[CheckResult], now: float | None = None) -> None:
+        """One engine cycle at time `now`: evaluate, mute, group, enqueue, commit."""
+        now = self.clock() if now is None else now
+        async with self._lock:
+            batch = state.Batch()
+            changed: set[str] = set()
+            for result in results:
+                self._apply_result(result, now, batch, changed)
+            for rec in list(self.records.values()):
+                cfg = self.checks.get(rec.check)
+                if cfg is not None and (new := tick(rec, cfg, now)) is not rec:
+                    self._store_record(new, batch, changed)
+            await self._cycle(now, batch, changed)
+
+    def _apply_result(self, result: CheckResult, now: float, batch: state.Batch, changed: set[str]) -> None:
+        cfg = self.checks.get(result.check)
+        if cfg is None:
+            return
+        if self.statuses.get(result.check) != result.status:
+            self.statuses[result.check] = result.status
+            batch.statuses[result.check] = (result.status, now)
+        verdict = is_failing(result.status, cfg.alert)
+        if verdict is None:
+            return
+        family = alert_key_of(result)
+        key = dedup_key(result.check, family)
+        families = [r for r in self.records.values() if r.check == result.check and r.dedup_key != key]
+        for rec in [self.records.get(key), *families]:
+            if rec is None and not verdict:
+                continue
+            old = rec or AlertRecord(dedup_key=key, check=result.check, type=result.type, alert_key=family)
+            new = evaluate(old, result, cfg, now, failing=None if old.dedup_key == key else False)
+            if new != old or rec is None:
+                self._store_record(new, batch, changed)
+
+    def _store_record(self, rec: AlertRecord, batch: state.Batch, changed: set[str]) -> None:
+        changed.add(rec.dedup_key)
+        if rec.idle:
+            self.records.pop(rec.dedup_key, None)
+            batch.records.pop(rec.dedup_key, None)
+            batch.deleted_records.add(rec.dedup_key)
+        else:
+            self.records[rec.dedup_key] = rec
+            batch.records[rec.dedup_key] = rec
+            batch.deleted_records.discard(rec.dedup_key)
+
+    def _mute(self, now: float, batch: state.Batch, changed: set[str]) -> None:
+        """Recompute `suppressed_by` of every firing alert (silences and inhibitions move)."""
+        alerts = {k: self._alert(r) for k, r in self.records.items() if r.state == AlertState.FIRING}
+        sources = [Source(k, a.check, a.labels) for k, a in alerts.items()]
+        for key, alert in alerts.items():
+            rec = self.records[key]
+            cfg = self.checks.get(rec.check)
+            mute = self.suppressor.check(key, alert.labels, cfg.depends_on if cfg else (), self.statuses, sources, now)
+            by = mute[1] if mute else None
+            if by != rec.suppressed_by:
+                if mute is not None and rec.suppressed_by is None:
+                    self.metrics.suppress(mute[0])
+                    log.info("alert %s (%s) suppressed by %s", rec.check, key, by)
+                rec.suppressed_by = by
+                self._store_record(rec, batch, changed)
+
+    async def _cycle(self, now: float, batch: state.Batch, changed: set[str]) -> None:
+        self._mute(now, batch, changed)
+        for key in changed:
+            rec = self.records.get(key)
+            if rec is not None and (rec.state != AlertState.PENDING):
+                self.dispatcher.update(self._alert(rec), now)
+        for flush in self.dispatcher.flush_due(now):
+            group = flush.group
+            n = Notification(receiver=group.receiver, group_key=group.key, group_labels=dict(group.labels),
+                             alerts=flush.alerts, idempotency_key=new_idempotency_key(), created_at=now,
+                             kind=flush.kind, extra={"repeat": flush.repeat})
+            entry = self.receivers.get(group.receiver)
+            if entry is None:
+                log.warning("no receiver %r for group %s; notification dropped", group.receiver, group.key)
+                self.metrics.outcome(group.receiver, "dropped")
+            elif entry[1].accepts(n):
+                batch.rows.append(OutboxRow.for_notification(n))
+        groups, deleted = self.dispatcher.take_changes()
+        batch.groups.update({g.key: g for g in groups})
+        batch.deleted_groups.update(deleted)
+        batch.deleted_groups -= set(batch.groups)
+        await self._commit(batch)
+        self.metrics.count_alerts((r.state, r.severity) for r in self.records.values())
+
+    async def _commit(self, batch: state.Batch) -> None:
+        batch.merge(self._uncommitted)
+        if not batch:
+            self._uncommitted = state.Batch()
+            return
+        try:
+            await self.store.call(state.write_batch, batch)
+        except Exception as exc:
+            self._uncommitted = batch
+            log.error("could not write alert state (%d notifications held in memory, retried next cycle): %s",
+                      len(batch.rows), exc)
+            return
+        self._uncommitted = state.Batch()
+        for row in batch.rows:
+            self.outbox.depth[row.receiver] = self.outbox.depth.get(row.receiver, 0) + 1
+            self.metrics.queue_depth(row.receiver, self.outbox.depth[row.receiver])
+            worker = self.workers.get(row.receiver)
+            if worker is not None:
+                worker.wake.set()
+
+    @property
+    def agent_url(self) -> str:
+        return agent_url(self.config.agent.external_url, self.config.agent.listen, self._bound_port())
+
+    def _alert(self, rec: AlertRecord) -> Alert:
+        return to_alert(rec, self.checks.get(rec.check), self.alerting.runbook_base_url, self.agent_url)
+
+    # -- for the API ----------------------------------------------------------------------------
+    def alerts(self, states: set[str] | None = None) -> list[Alert]:
+        wanted = states or {AlertState.PENDING.value, AlertState.FIRING.value}
+        out = [self._alert(r) for r in self.records.values() if r.state.value in wanted]
+        return sorted(out, key=lambda a: (-a.severity.rank, a.starts_at, a.check))
+
+    def silences(self, include_expired: bool = False) -> list[Silence]:
+        now = self.clock()
+        out = [s for s in self.suppressor.silences.values() if include_expired or s.status(now) != "expired"]
+        return sorted(out, key=lambda s: (s.starts_at, s.id))
+
+    async def add_silence(self, silence: Silence) -> Silence:
+        await self.store.call(state.save_silence, silence)
+        self.suppressor.silences[silence.id] = silence
+        self.poke()
+        return silence
+
+    async def expire_silence(self, silence_id: str) -> Silence | None:
+        silence = self.suppressor.silences.get(silence_id)
+        if silence is None:
+            return None
+        if silence.source == "config":
+            raise ValueError(f"silence {silence_id} is defined in the config file: remove it there and reload")
+        now = self.clock()
+        if silence.ends_at > now:
+            silence.ends_at = max(now, silence.starts_at)
+            await self.store.call(state.save_silence, silence)
+            self.poke()
+        return silence
+
+    def add_routes(self, app: Any) -> None:
+        from agent.alerting.api import add_routes
+        from agent.api import AGENT_KEY
+
+        agent = app.get(AGENT_KEY)
+        self._bound_port = lambda: getattr(agent, "port", None)
+        add_routes(app, self)
+
+
+def build_component(config: Any, store: Store, registry: CollectorRegistry, context: Any = None) -> AlertingEngine:
+    """The daemon's seam (see agent.daemon.Agent._build_components)."""
+    return AlertingEngine(config, store, registry)

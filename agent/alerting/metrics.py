@@ -1,0 +1,65 @@
+"""Alerting's metrics, on the injected registry: alert counts, deliveries, queue, latency.
+
+Names are a contract (dashboards and the generated alert rules use them):
+`sre_agent_alerts{state,severity}`, `sre_agent_notifications_total{receiver,outcome}`,
+`sre_agent_notification_queue_depth{receiver}`,
+`sre_agent_notification_latency_seconds{receiver}` and
+`sre_agent_alerts_suppressed_total{reason}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from agent.core import AlertState, Severity
+
+OUTCOMES = ("sent", "retried", "failed", "dropped")
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+
+
+class AlertingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.alerts = Gauge("sre_agent_alerts", "Alerts by state (pending, firing) and severity",
+                            ["state", "severity"], registry=registry)
+        self.notifications = Counter("sre_agent_notifications", "Notification attempts by receiver and outcome "
+                                     "(sent, retried, failed, dropped)", ["receiver", "outcome"], registry=registry)
+        self.depth = Gauge("sre_agent_notification_queue_depth", "Notifications waiting in the outbox per receiver",
+                           ["receiver"], registry=registry)
+        self.latency_seconds = Histogram("sre_agent_notification_latency_seconds",
+                                         "From notification creation to its acceptance by the receiver",
+                                         ["receiver"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.suppressed = Counter("sre_agent_alerts_suppressed", "Alerts muted, by reason (silenced, inhibited, dependency)",
+                                  ["reason"], registry=registry)
+        for state in (AlertState.PENDING, AlertState.FIRING):
+            for severity in Severity:
+                self.alerts.labels(state.value, severity.value).set(0)
+        for reason in ("silenced", "inhibited", "dependency"):
+            self.suppressed.labels(reason)
+
+    def add_receiver(self, name: str) -> None:
+        """Create a receiver's series at zero, so rate() works from the first failure."""
+        for outcome in OUTCOMES:
+            self.notifications.labels(name, outcome)
+        self.depth.labels(name)
+
+    def outcome(self, receiver: str, outcome: str, n: int = 1) -> None:
+        self.notifications.labels(receiver, outcome).inc(n)
+
+    def latency(self, receiver: str, seconds: float) -> None:
+        self.latency_seconds.labels(receiver).observe(seconds)
+
+    def queue_depth(self, receiver: str, depth: int) -> None:
+        self.depth.labels(receiver).set(depth)
+
+    def count_alerts(self, alerts: Iterable[tuple[AlertState, Severity]]) -> None:
+        counts = {(st, sev): 0 for st in (AlertState.PENDING, AlertState.FIRING) for sev in Severity}
+        for state, severity in alerts:
+            if (state, severity) in counts:
+                counts[(state, severity)] += 1
+        for (state, severity), n in counts.items():
+            self.alerts.labels(state.value, severity.value).set(n)
+
+    def suppress(self, reason: str) -> None:
+        self.suppressed.labels(reason).inc()
