@@ -58,7 +58,7 @@ class AgentProcess:
     def post(self, path: str, **kw: object) -> httpx.Response:
         return httpx.post(self.url + path, timeout=10, **kw)  # type: ignore[arg-type]
 
-    def signal(self, sig: int) -> None:
+    def send(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
