@@ -1,14 +1,52 @@
-"""Config models of the `slos:` section."""
+"""Config models of the `slos:` section: a native SLO entry or an OpenSLO `kind: SLO` document.
+
+`SloEntry` is what `agent.config` validates each `slos:` item against. An item
+with `apiVersion`/`kind` is read as OpenSLO, anything else as the native spec;
+both expose `to_spec()` (the one internal form) and `to_checks(config)` (one
+`slo` check per SLO). `semantic_issues(config)` reports what one entry cannot
+know alone (duplicate SLO names, unknown `sli.check`, no Prometheus to ask).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Union
 
-from checks.base import CheckConfig, Model
+from pydantic import Discriminator, Tag
+
+from agent.slo.openslo import OpenSloDocument
+from agent.slo.spec import SloCheckConfig, SloSpec
 
 
-class SloEntry(Model):
-    name: str
+def _entry_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "openslo" if "apiVersion" in value or "kind" in value else "slo"
+    return "openslo" if isinstance(value, OpenSloDocument) else "slo"
 
-    def to_checks(self, config: Any) -> list[CheckConfig]:
-        return []
+
+SloEntry = Annotated[
+    Union[Annotated[SloSpec, Tag("slo")], Annotated[OpenSloDocument, Tag("openslo")]],  # noqa: UP007
+    Discriminator(_entry_kind),
+]
+
+
+def slo_specs(config: Any) -> list[SloSpec]:
+    """Every SLO of a config in the internal form, in config order."""
+    return [entry.to_spec() for entry in getattr(config, "slos", [])]
+
+
+def semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems across entries, located by `slos[i]...` paths."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(getattr(config, "slos", [])):
+        name = entry.to_spec().name
+        name_loc = ("metadata", "name") if isinstance(entry, OpenSloDocument) else ("name",)
+        if name in seen:
+            out.append((("slos", i, *name_loc), f"duplicate SLO name {name!r} (also used by slos[{seen[name]}])"))
+        else:
+            seen[name] = i
+        out.extend((("slos", i, *loc), message) for loc, message in entry.semantic_issues(config))
+    return out
+
+
+__all__ = ["OpenSloDocument", "SloCheckConfig", "SloEntry", "SloSpec", "semantic_issues", "slo_specs"]

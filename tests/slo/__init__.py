@@ -1,0 +1,1 @@
+"""SLO tests: config, evaluation, probe history, a real Prometheus, rules and promtool."""
