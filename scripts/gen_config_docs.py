@@ -6,6 +6,7 @@ README is stale. Run: `.venv/bin/python scripts/gen_config_docs.py`.
 
 from __future__ import annotations
 
+import enum
 import sys
 import typing
 from pathlib import Path
@@ -35,6 +36,8 @@ def _type_name(tp: typing.Any) -> str:
     if origin is dict:
         return f"map {_type_name(args[0])} → {_type_name(args[1])}" if args else "map"
     if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return " \\| ".join(f"`{m.value}`" for m in tp)
         if issubclass(tp, BaseModel):
             return f"[{tp.__name__}](#{tp.__name__.lower()})"
         return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "timedelta": "duration",
@@ -63,6 +66,8 @@ def _default(f: FieldInfo) -> str:
     if isinstance(value, timedelta):
         value = format_duration(value)
     value = getattr(value, "value", value)
+    if isinstance(value, bool):
+        value = str(value).lower()
     return f"`{value}`"
 
 
@@ -86,17 +91,28 @@ def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
 
 def render() -> str:
     from agent.config import config_model
+    from checks.base import CheckConfig
+
+    common = set(CheckConfig.model_fields) - {"type"}
 
     lines = [START, "", "Generated from the config models by `scripts/gen_config_docs.py`; "
              "`sre-agent config schema` prints the same as JSON Schema.", ""]
-    for model in _models(config_model()):
+    models = _models(config_model())
+    first_check = next(i for i, m in enumerate(models) if issubclass(m, CheckConfig))
+    models.insert(first_check, CheckConfig)
+    for model in models:
+        is_check_type = issubclass(model, CheckConfig) and model is not CheckConfig
         name = "Config (the file's top level)" if model.__name__ == "Config" else model.__name__
         lines += [f"#### {model.__name__}" if model.__name__ != "Config" else f"#### {name}", ""]
         doc = (model.__doc__ or "").strip().splitlines()
         if doc and model.__name__ != "Config" and not doc[0].startswith("!!!"):
             lines += [doc[0], ""]
+        if is_check_type:
+            lines += ["Plus the keys every check accepts ([CheckConfig](#checkconfig)).", ""]
         lines += ["| key | type | default | description |", "|---|---|---|---|"]
         for fname, f in model.model_fields.items():
+            if is_check_type and fname in common:
+                continue
             key = f.alias or fname
             desc = (f.description or "").replace("|", "\\|")
             lines.append(f"| `{key}` | {_type_name(f.annotation)} | {_default(f)} | {desc} |")
