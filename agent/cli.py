@@ -162,7 +162,11 @@ def list_checks(config_path: str | None, output: str) -> None:
     config = load_or_exit(config_path)
     checks = config.all_checks()
     if output == "json":
-        click.echo(json.dumps([c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in checks], indent=2))
+        from agent.secrets import REDACTOR
+
+        # Expanded ${ENV} and *_file values live in the models: redact like every other output.
+        dumped = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in checks]
+        click.echo(json.dumps(REDACTOR.redact_obj(dumped), indent=2))
         return
     click.echo(f"{'NAME':<30} {'TYPE':<12} {'SCHEDULE':<32} LABELS")
     for c in checks:

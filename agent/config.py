@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import glob
 import os
+import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -25,13 +26,14 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
 from agent.durations import Duration
-from agent.secrets import expand_env, resolve_secret
+from agent.secrets import expand_env, redact, resolve_secret
 from checks import registry
 from checks.base import CheckConfig, Model
 
@@ -49,7 +51,6 @@ class AgentSettings(Model):
     log_format: str = Field("text", pattern=r"^(text|json)$")
     history_retention: Duration = Field(timedelta(days=2), description="how long check results are kept (longer for SLO checks)")
     prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
-    shutdown_timeout: Duration = Field(timedelta(seconds=4), description="grace for in-flight checks on SIGTERM")
 
     @model_validator(mode="before")
     @classmethod
@@ -73,6 +74,13 @@ class AgentSettings(Model):
 class Defaults(Model):
     interval: Duration = timedelta(seconds=30)
     timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError(f"{info.field_name} must be positive, e.g. 30s")
+        return v
 
 
 def _section_types() -> dict[str, Any]:
@@ -300,7 +308,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         config = model.model_validate(data)
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
-            loc = _clean_loc(data, e["loc"])
+            loc = _clean_loc(data, e["loc"], missing=e["type"] == "missing")
             if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = (*loc, "type")
             file, line = origins.locate(loc)
@@ -309,8 +317,14 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         for loc, message in semantic_issues(config):
             file, line = origins.locate(loc)
             issues.append(ConfigIssue(format_path(loc), message, file, line))
+    elif config is None:
+        # Other errors stop the semantic pass; duplicate names are still reported with them.
+        for loc, message in _duplicate_names(data):
+            file, line = origins.locate(loc)
+            issues.append(ConfigIssue(format_path(loc), message, file, line))
     if issues:
-        raise ConfigError(_dedupe(issues))
+        # Error text quotes values, and a value may have come from ${ENV} or a *_file secret.
+        raise ConfigError([replace(i, message=redact(i.message)) for i in _dedupe(issues)])
     assert config is not None
     return config
 
@@ -321,6 +335,22 @@ def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
         if (i.path, i.message) not in seen:
             seen.add((i.path, i.message))
             out.append(i)
+    return out
+
+
+def _duplicate_names(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Duplicate `name`s among the written checks, read from the raw data (the model did not validate)."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    checks = data.get("checks")
+    names: dict[str, int] = {}
+    for i, item in enumerate(checks if isinstance(checks, list) else []):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in names:
+            out.append((("checks", i, "name"), f"duplicate check name {name!r} (also used by checks[{names[name]}])"))
+        else:
+            names[name] = i
     return out
 
 
@@ -363,7 +393,7 @@ def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+def _clean_loc(data: Any, loc: tuple[Any, ...], missing: bool = False) -> tuple[Any, ...]:
     """Drop pydantic's union tags / class names that are not keys in the data."""
     out: list[Any] = []
     node = data
@@ -376,6 +406,8 @@ def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
             if part in node:
                 out.append(part)
                 node = node[part]
+            elif last and not missing and part in (node.get("type"), node.get("kind")):
+                pass  # a model-level error of a tagged union member: the path ends at the member
             elif last:
                 out.append(part)
             # else: a union tag or a validator name: skip
@@ -407,11 +439,18 @@ def _message(model: type[BaseModel], data: Any, loc: tuple[Any, ...], err: dict[
         return "missing 'type'; known types: " + ", ".join(sorted(registry()))
     if kind == "missing":
         return "required field is missing"
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+    if kind == "string_pattern_mismatch" and len(loc) == 3 and loc[0] == "checks" and loc[-1] == "name":
         return f"invalid name {_at(data, loc)!r}: use lowercase letters, digits, '_', '.', '-' and start with a letter or digit"
-    if "input" in err and kind.endswith("_type"):
-        return f"{msg}, got {type(err['input']).__name__} {err['input']!r}"[:300]
+    if "input" in err and kind.endswith(("_type", "_parsing")):
+        value = err["input"]
+        shown = (f" {value!r}" if isinstance(value, int | float | bool | str) and len(repr(value)) <= 80
+                 and not _SECRETISH.search(format_path(loc)) else "")
+        return f"{msg}, got {type(value).__name__}{shown}"
     return msg
+
+
+#: paths whose values are never echoed in an error, whatever their type
+_SECRETISH = re.compile(r"(?i)token|key|password|passwd|secret|webhook|header|dsn|auth|credential")
 
 
 def _at(data: Any, loc: tuple[Any, ...]) -> Any:

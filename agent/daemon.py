@@ -91,7 +91,8 @@ class Agent:
         self.components = self._build_components()
         for component in self.components:
             await component.start()
-        self.scheduler = Scheduler(self._publish, cfg.max_concurrency, on_lag=self.metrics.schedule_lag.observe)
+        self.scheduler = Scheduler(self._publish, cfg.max_concurrency, on_lag=self.metrics.schedule_lag.observe,
+                                   on_skip=lambda name: self.metrics.skipped.labels(name).inc())
         for check in build_checks(self.config, self.context):
             self.scheduler.add(check)
         self.metrics.checks_configured.set(len(self.scheduler.checks))
@@ -181,9 +182,8 @@ class Agent:
 
     async def stop(self) -> None:
         self.ready = False
-        grace = self.config.agent.shutdown_timeout.total_seconds() if self.config else 4.0
         if self.scheduler is not None:
-            await self.scheduler.shutdown(grace=grace)
+            await self.scheduler.shutdown()
         for component in reversed(self.components):
             try:
                 await asyncio.wait_for(component.stop(), timeout=2)

@@ -53,7 +53,8 @@ def human(seconds: float) -> str:
         return f"{sign}{s * 1000:.0f}ms"
     if s < 60:
         return f"{sign}{s:.1f}s"
-    return sign + format_duration(timedelta(seconds=int(s)))[:6]
+    parts = _PART.findall(format_duration(timedelta(seconds=int(s))))
+    return sign + "".join(n + u for n, u in parts[:2])
 
 
 Duration = Annotated[

@@ -99,6 +99,8 @@ class Metrics:
         self.checks_configured = Gauge("sre_agent_checks_configured", "Checks scheduled by this agent", registry=self.registry)
         self.schedule_lag = Histogram("sre_agent_check_schedule_lag_seconds", "Delay between a run's due time and its start",
                                       buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30), registry=self.registry)
+        self.skipped = Counter("sre_agent_check_runs_skipped_total", "Runs skipped because the previous run was still going",
+                               ["check"], registry=self.registry)
         self.store_errors = Counter("sre_agent_store_errors_total", "Failed writes to the state store", registry=self.registry)
 
     def observe(self, result: CheckResult) -> None:
@@ -109,6 +111,10 @@ class Metrics:
     def forget(self, check: str, type_: str) -> None:
         """Drop every series of a check removed by a reload."""
         self.results.forget(check)
+        try:
+            self.skipped.remove(check)
+        except KeyError:
+            pass
         try:
             self.duration.remove(check, type_)
         except KeyError:

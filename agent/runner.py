@@ -13,7 +13,7 @@ import time
 
 from agent.core import CheckResult, Status
 from agent.durations import human
-from agent.secrets import redact
+from agent.secrets import REDACTOR, redact
 from checks.base import Check
 
 log = logging.getLogger("sre_agent.runner")
@@ -27,7 +27,7 @@ async def execute(check: Check) -> CheckResult:
     started = time.perf_counter()
     try:
         # A little slack so a check's own, more precise timeout result wins the race.
-        async with asyncio.timeout(timeout + min(0.5, timeout * 0.1)):
+        async with asyncio.timeout(timeout + min(1.0, max(0.25, timeout * 0.1))):
             result = await check.run()
         if not isinstance(result, CheckResult):
             raise TypeError(f"{type(check).__name__}.run() returned {type(result).__name__}, not CheckResult")
@@ -45,4 +45,7 @@ async def execute(check: Check) -> CheckResult:
     result.type = cfg.type
     result.labels = {**cfg.labels, **result.labels}
     result.summary = redact(result.summary)
+    # Observation names and details come from the target too (perfdata labels, URLs, output).
+    result.observations = {redact(name): value for name, value in result.observations.items()}
+    result.details = REDACTOR.redact_obj(result.details)
     return result

@@ -26,15 +26,21 @@ from agent.runner import execute
 from checks.base import Check
 
 log = logging.getLogger("sre_agent.scheduler")
-logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
-logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
+# Our job never raises (the runner turns failures into results); what APScheduler
+# would log here is a run cancelled by shutdown, which is expected.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.CRITICAL)
+# "skipped: maximum number of running instances reached" would be logged every
+# interval for a slow check; it is counted in sre_agent_check_runs_skipped_total instead.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 class Scheduler:
     def __init__(self, on_result: Callable[[CheckResult], None], max_concurrency: int = 256,
-                 on_lag: Callable[[float], None] | None = None, jitter: bool = True) -> None:
+                 on_lag: Callable[[float], None] | None = None, jitter: bool = True,
+                 on_skip: Callable[[str], None] | None = None) -> None:
         self.on_result = on_result
         self.on_lag = on_lag
+        self.on_skip = on_skip
         self.jitter = jitter
         self.checks: dict[str, Check] = {}
         self.skipped_runs = 0
@@ -50,18 +56,23 @@ class Scheduler:
         self._scheduler.start()
         self.started = True
 
-    async def shutdown(self, grace: float = 4.0) -> None:
-        """Stop scheduling, give in-flight runs `grace` seconds, then cancel them."""
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """Stop scheduling; let in-flight runs finish for `grace` seconds, then cancel them.
+
+        The daemon uses no grace: a SIGTERM must not wait for a slow check.
+        """
+        running = [t for t in self._running if not t.done()]
+        if self.started and grace > 0 and running:
+            self._scheduler.pause()
+            await asyncio.wait(running, timeout=grace)
         if self.started:
-            self._scheduler.shutdown(wait=False)
+            self._scheduler.shutdown(wait=False)  # cancels the running jobs' tasks
             self.started = False
         running = [t for t in self._running if not t.done()]
+        for task in running:
+            task.cancel()
         if running:
-            _, pending = await asyncio.wait(running, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+            await asyncio.wait(running, timeout=2.0)
         for check in list(self.checks.values()):
             await _close(check)
         self.checks.clear()
@@ -101,6 +112,8 @@ class Scheduler:
     def _on_event(self, event: JobSubmissionEvent) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES:
             self.skipped_runs += 1
+            if self.on_skip is not None:
+                self.on_skip(event.job_id)
             return
         if event.scheduled_run_times:
             self._due[event.job_id] = event.scheduled_run_times[-1].timestamp()
@@ -109,7 +122,12 @@ class Scheduler:
         check = self.checks.get(name)
         if check is None:
             return
-        await self.run_now(check, due=self._due.pop(name, None))
+        try:
+            await self.run_now(check, due=self._due.pop(name, None))
+        except asyncio.CancelledError:
+            # Shutdown or removal cancelled the run: expected, and APScheduler would
+            # otherwise log it as a job that "raised an exception", with a traceback.
+            log.debug("run of %s cancelled", name)
 
     async def run_now(self, check: Check, due: float | None = None) -> CheckResult:
         """Run a check (scheduled or on demand) under the concurrency cap and publish it."""

@@ -52,11 +52,11 @@ class Redactor:
         return pattern.sub(MASK, text) if pattern else text
 
     def redact_obj(self, obj: Any) -> Any:
-        """Redact every string inside nested dicts/lists (for JSON answers)."""
+        """Redact every string inside nested dicts/lists, keys included (for JSON answers)."""
         if isinstance(obj, str):
             return self.redact(obj)
         if isinstance(obj, dict):
-            return {k: self.redact_obj(v) for k, v in obj.items()}
+            return {self.redact(k) if isinstance(k, str) else k: self.redact_obj(v) for k, v in obj.items()}
         if isinstance(obj, list | tuple):
             return [self.redact_obj(v) for v in obj]
         return obj

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.core import CheckResult, Sample, Severity, Status
 from agent.durations import Duration
@@ -103,6 +103,23 @@ class CheckConfig(Model):
     depends_on: list[str] = Field(default_factory=list, description="checks whose failure suppresses this one's alerts")
     enabled: bool = True
 
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, v: Any) -> Any:
+        """One clear error instead of one per member of the `Severity | SeverityMap` union."""
+        allowed = ", ".join(s.value for s in Severity)
+        if isinstance(v, str) and v not in {s.value for s in Severity}:
+            raise ValueError(f"invalid severity {v!r}; allowed: {allowed}, or a map {{warning: .., critical: ..}}")
+        if isinstance(v, dict):
+            for key, value in v.items():
+                if key not in ("warning", "critical"):
+                    raise ValueError(f"invalid key {key!r} in the severity map; allowed: warning, critical")
+                if value not in {s.value for s in Severity}:
+                    raise ValueError(f"invalid severity {value!r} for {key} results; allowed: {allowed}")
+        elif not isinstance(v, str | Severity | SeverityMap):
+            raise ValueError(f"severity must be one of {allowed}, or a map {{warning: .., critical: ..}}")
+        return v
+
     @field_validator("labels")
     @classmethod
     def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
@@ -115,7 +132,7 @@ class CheckConfig(Model):
 
     @field_validator("cron")
     @classmethod
-    def _cron(cls, v: str | None) -> str | None:
+    def _cron(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None:
             from apscheduler.triggers.cron import CronTrigger
 
@@ -123,17 +140,17 @@ class CheckConfig(Model):
                 CronTrigger.from_crontab(v)
             except ValueError as exc:
                 raise ValueError(f"invalid cron expression {v!r}: {exc}; expected 5 fields 'min hour dom month dow'") from None
+            if info.data.get("interval") is not None:
+                raise ValueError("set either interval or cron, not both")
         return v
 
-    @model_validator(mode="after")
-    def _schedule(self) -> CheckConfig:
-        if self.cron and self.interval:
-            raise ValueError("set either interval or cron, not both")
-        if self.timeout is not None and self.timeout <= timedelta(0):
-            raise ValueError("timeout must be positive")
-        if self.interval is not None and self.interval <= timedelta(0):
-            raise ValueError("interval must be positive")
-        return self
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, v: timedelta | None, info: ValidationInfo) -> timedelta | None:
+        # A field validator (not a model one) so the error names checks[N].timeout and its line.
+        if v is not None and v <= timedelta(0):
+            raise ValueError(f"{info.field_name} must be positive, e.g. 30s")
+        return v
 
     def severity_for(self, status: Status) -> Severity:
         if isinstance(self.severity, SeverityMap):

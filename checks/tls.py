@@ -78,8 +78,12 @@ class TlsCheck(Check):
             shake.chain = _tlsinfo.parse_chain(_tlsinfo.peer_chain_der(ssl_object))
             shake.version = ssl_object.version()
             shake.cipher = (ssl_object.cipher() or (None,))[0]
-        finally:
-            await close_writer(writer)
+        except BaseException:
+            # A handshake cut short (timeout, cancel, TLS error): a graceful close would wait
+            # for a close_notify from a peer that is not talking, past the check's deadline.
+            writer.transport.abort()
+            raise
+        await close_writer(writer)
 
     async def run(self) -> CheckResult:
         cfg = self.config

@@ -21,6 +21,8 @@ def test_example_validates(path: Path, tmp_path: Path) -> None:
     for n in names:
         if n.endswith("_FILE"):
             env[n] = str(secret)
+        elif "URL" in n:
+            env[n] = f"https://hooks.example.invalid/{n.lower()}"
         elif "DSN" in n:
             env[n] = f"postgresql://u:p@127.0.0.1:1/db_{n.lower()}"
         else:

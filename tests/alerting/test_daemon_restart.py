@@ -69,7 +69,7 @@ async def test_kill_9_mid_outage_then_everything_is_delivered_exactly_once(tmp_p
     port = runner.addresses[0][1]
     healthy = tmp_path / "healthy"
     config = write_config(tmp_path, f"""
-agent: {{listen: "127.0.0.1:0", state_dir: {tmp_path / "state"}, shutdown_timeout: 1s}}
+agent: {{listen: "127.0.0.1:0", state_dir: {tmp_path / "state"}}}
 checks:
   - name: payments-api
     type: command

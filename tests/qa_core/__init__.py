@@ -1,0 +1,1 @@
+"""QA regressions for the core agent and health checks (issue 2)."""
