@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from agent.alerting.config import compile_matchers
+from agent.alerting.config import LATEST_END, compile_matchers
 from agent.alerting.runbooks import RunbookError, find_runbook, is_url
 from agent.alerting.silences import Silence
 from agent.api import AGENT_KEY, error, json_response, require_token
@@ -63,10 +63,14 @@ class SilenceRequest(Model):
     def to_silence(self, now: float) -> Silence:
         start = self.starts_at.timestamp() if self.starts_at else now
         end = self.ends_at.timestamp() if self.ends_at else start + self.duration.total_seconds()  # type: ignore[union-attr]
-        if end <= start:
-            raise ValueError("ends_at must be after starts_at")
+        field = "ends_at" if self.ends_at else "duration"
+        if end >= LATEST_END.timestamp():
+            raise ValueError(f"{field}: the silence would end after {LATEST_END.date()}; "
+                             "give a shorter duration or an earlier ends_at")
         if end <= now:
-            raise ValueError("the silence would already be over: ends_at must be in the future")
+            raise ValueError(f"{field}: the silence would already be over: it must end in the future")
+        if end <= start:
+            raise ValueError(f"{field}: the silence must end after starts_at")
         return Silence(id=uuid.uuid4().hex, matchers=dict(self.matchers), matchers_re=dict(self.matchers_re),
                        starts_at=start, ends_at=end, created_by=self.created_by, comment=self.comment,
                        source="api", created_at=now)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 RECEIVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 ALL_LABELS = "..."
+#: silences must end before this: later ends cannot be shown as dates (year 10000 overflows)
+LATEST_END = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def receiver_kinds() -> dict[str, type[Receiver]]:
@@ -85,6 +87,13 @@ class RouteConfig(Matching):
             raise ValueError("'...' groups by all labels and cannot be combined with other labels")
         return v
 
+    @field_validator("group_interval", "repeat_interval")
+    @classmethod
+    def _positive(cls, v: timedelta | None, info: Any) -> timedelta | None:
+        if v is not None and v <= timedelta(0):
+            raise ValueError(f"{info.field_name} must be more than 0, e.g. 1m or 4h")
+        return v
+
 
 class InhibitRule(Model):
     """A firing source alert mutes target alerts whose `equal` labels have the same values."""
@@ -142,6 +151,14 @@ class SilenceConfig(Model):
             raise ValueError("a silence needs at least one matcher (matchers or matchers_re)")
         if (self.ends_at is None) == (self.duration is None):
             raise ValueError("set exactly one of ends_at or duration")
+        field = "ends_at" if self.ends_at is not None else "duration"
+        try:
+            too_late = self.end >= LATEST_END
+        except OverflowError:
+            too_late = True
+        if too_late:
+            raise ValueError(f"{field}: the silence would end after {LATEST_END.date()}; "
+                             "give a shorter duration or an earlier ends_at")
         return self
 
     @property

@@ -116,15 +116,18 @@ class AlertingEngine:
                 if s.ends_at < now - state.SILENCE_RETENTION:
                     del self.suppressor.silences[sid]
             batch = state.Batch()
+            # a disabled check sends no more results: its alerts would fire (and repeat) forever
+            running = {name for name, cfg in self.checks.items() if cfg.enabled}
             for key, rec in list(self.records.items()):
-                if rec.check in self.checks:
+                if rec.check in running:
                     continue
                 if rec.state == AlertState.FIRING:
-                    rec.state, rec.ends_at, rec.summary = AlertState.RESOLVED, now, "check removed from the config"
+                    why = "check disabled in the config" if rec.check in self.checks else "check removed from the config"
+                    rec.state, rec.ends_at, rec.summary = AlertState.RESOLVED, now, why
                     self.dispatcher.update(self._alert(rec), now)
                 del self.records[key]
-            self.statuses = {c: st for c, st in self.statuses.items() if c in self.checks}
-            await self.store.call(state.forget_checks, set(self.checks))
+            self.statuses = {c: st for c, st in self.statuses.items() if c in running}
+            await self.store.call(state.forget_checks, running)
             await self._sync_receivers()
             for rec in self.records.values():
                 if rec.state == AlertState.FIRING or self.dispatcher.groups_of(rec.dedup_key):
@@ -231,7 +234,7 @@ class AlertingEngine:
 
     def _apply_result(self, result: CheckResult, now: float, batch: state.Batch, changed: set[str]) -> None:
         cfg = self.checks.get(result.check)
-        if cfg is None:
+        if cfg is None or not cfg.enabled:
             return
         if self.statuses.get(result.check) != result.status:
             self.statuses[result.check] = result.status
@@ -353,7 +356,9 @@ class AlertingEngine:
             raise ValueError(f"silence {silence_id} is defined in the config file: remove it there and reload")
         now = self.clock()
         if silence.ends_at > now:
-            silence.ends_at = max(now, silence.starts_at)
+            # a silence that has not started yet ends now too, so it reads "expired", not "pending"
+            silence.starts_at = min(silence.starts_at, now)
+            silence.ends_at = now
             await self.store.call(state.save_silence, silence)
             self.poke()
         return silence

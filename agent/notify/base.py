@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.core import Alert, AlertState
 from agent.durations import Duration
@@ -61,6 +61,13 @@ class ReceiverSettings(Model):
 
     send_resolved: bool = Field(True, description="also notify when an alert resolves")
     timeout: Duration = Field(timedelta(seconds=10), description="per-request timeout")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("timeout must be more than 0, e.g. 10s (0 would time out every request)")
+        return v
 
 
 class Receiver:

@@ -77,7 +77,8 @@ def transport_failure(exc: BaseException, *, what: str, timeout: float,
     """Outcome for a request that got no answer. Config mistakes (bad URL) are FAILED."""
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL):
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL
+                  | aiohttp.NonHttpUrlClientError):
         return Delivery(Outcome.FAILED, truncate(scrub(f"{what}: invalid URL ({type(exc).__name__})", secrets),
                                                  DETAIL_LIMIT))
     message = str(exc).strip()

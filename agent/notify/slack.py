@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -67,6 +67,22 @@ class SlackSettings(ReceiverSettings):
         if self.webhook_url is not None and self.channel:
             raise ValueError("channel only applies with token: an incoming webhook posts to its own channel")
         return self
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: SecretStr | None) -> SecretStr | None:
+        # the URL is a secret: say what is wrong without repeating it
+        if v is not None and not v.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("webhook_url must start with https:// (or http://), "
+                             "e.g. https://hooks.slack.com/services/T.../B.../...")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError(f"base_url must start with https:// (or http://), got {v!r}")
+        return v
 
 
 def escape(text: str) -> str:
