@@ -54,7 +54,11 @@ async def restic_version(binary: str, limit: float) -> tuple[int, int, int] | No
     return _versions[binary]
 
 
-_KNOWN_ERRORS = (("wrong password", "wrong password"), ("unable to open config file", "repository does not exist"),
+#: first match wins: a network failure also reads "unable to open config file", but the repository may well exist
+_KNOWN_ERRORS = (("wrong password", "wrong password"), ("connection refused", "repository unreachable"),
+                 ("no such host", "repository unreachable"), ("i/o timeout", "repository unreachable"),
+                 ("network is unreachable", "repository unreachable"),
+                 ("unable to open config file", "repository does not exist"),
                  ("repository does not exist", "repository does not exist"))
 
 

@@ -259,11 +259,13 @@ def read_sql(src: SqlSource, limit: float) -> Reading:
     return Reading(_timestamp(value, src.timezone, src.epoch_unit, what), what)
 
 
-def _timestamp(value: Any, zone: str | None, unit: EpochUnit, what: str) -> float:
+def _timestamp(value: Any, zone: str | None, unit: EpochUnit, what: str, fix: str = "set epoch_unit: {unit}") -> float:
+    """`fix` tells how to correct an epoch in the wrong unit (`{unit}` is the unit it looks like)."""
     try:
         return to_epoch(value, timezone_named(zone), unit)
     except NotATimestamp as exc:
-        raise FreshnessError(Status.UNKNOWN, f"{what} is {exc}", value_type=exc.type_name) from None
+        remedy = f"; {fix.format(unit=exc.unit_guess)}" if exc.unit_guess else ""
+        raise FreshnessError(Status.UNKNOWN, f"{what} is {exc}{remedy}", value_type=exc.type_name) from None
 
 
 # --- file, Prometheus, HTTP ----------------------------------------------------------
@@ -308,7 +310,8 @@ async def read_prometheus(src: PrometheusTimestampSource, default_url: str | Non
     if not numbers:
         raise FreshnessError(Status.CRITICAL, f"no data: {src.query} returned no series")
     # Several series: the stalest one decides.
-    return Reading(min(numbers), f"{src.query} ({len(numbers)} series)" if len(numbers) > 1 else src.query)
+    return Reading(_timestamp(min(numbers), None, "s", src.query, "convert it to seconds in the query"),
+                   f"{src.query} ({len(numbers)} series)" if len(numbers) > 1 else src.query)
 
 
 def json_lookup(doc: Any, path: str) -> Any:

@@ -83,14 +83,20 @@ _EPOCH_DIVISOR = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
+#: the last second `datetime` can represent (9999-12-31T23:59:59Z); a larger epoch has the wrong unit
+MAX_EPOCH_SECONDS = 253402300799.0
+
+
 class NotATimestamp(ValueError):
     """The source answered something that is not a point in time (e.g. a name)."""
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: Any, hint: str = "", unit_guess: str | None = None) -> None:
         shown = repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        super().__init__(f"not a timestamp: got {type(value).__name__} {shown}")
+        super().__init__(f"not a timestamp: got {type(value).__name__} {shown}" + (f" ({hint})" if hint else ""))
         self.type_name = type(value).__name__
+        #: the epoch unit that would make a too-large number a plausible time ("ms", "us", "ns")
+        self.unit_guess = unit_guess
 
 
 def parse_iso8601(text: str, tz: tzinfo = UTC) -> float:
@@ -123,13 +129,24 @@ def to_epoch(value: Any, tz: tzinfo = UTC, epoch_unit: EpochUnit = "s") -> float
         number = float(value)
         if not math.isfinite(number):
             raise NotATimestamp(value)
-        return number / _EPOCH_DIVISOR[epoch_unit]
+        return _epoch_seconds(number, epoch_unit, value)
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"-?\d+(\.\d+)?", text):
-            return float(text) / _EPOCH_DIVISOR[epoch_unit]
+            return _epoch_seconds(float(text), epoch_unit, value)
         return parse_iso8601(text, tz)
     raise NotATimestamp(value)
+
+
+def _epoch_seconds(number: float, epoch_unit: EpochUnit, value: Any) -> float:
+    """An epoch number in `epoch_unit` -> seconds; past year 9999 the unit is wrong (ms read as s)."""
+    seconds = number / _EPOCH_DIVISOR[epoch_unit]
+    if abs(seconds) <= MAX_EPOCH_SECONDS:
+        return seconds
+    divisor = _EPOCH_DIVISOR[epoch_unit]
+    guess = next((u for u, d in _EPOCH_DIVISOR.items() if d > divisor and abs(number / d) <= MAX_EPOCH_SECONDS), None)
+    hint = f"read as epoch {epoch_unit} it is after the year 9999" + (f"; it looks like epoch {guess}" if guess else "")
+    raise NotATimestamp(value, hint, guess)
 
 
 def timezone_named(name: str | None) -> tzinfo:

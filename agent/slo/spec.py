@@ -74,6 +74,36 @@ class PrometheusSource(Model):
         return v
 
 
+def unbalanced(query: str) -> str | None:
+    """The first unbalanced (), [] or {} outside string literals, as a message; None if balanced."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[tuple[str, int]] = []
+    quote: str | None = None
+    escaped = False
+    for i, ch in enumerate(query):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            stack.append((ch, i))
+        elif ch in pairs:
+            if not stack or stack[-1][0] != pairs[ch]:
+                return f"unexpected {ch!r} at position {i}"
+            stack.pop()
+    if quote:
+        return f"unclosed string literal ({quote})"
+    if stack:
+        ch, i = stack[-1]
+        return f"unclosed {ch!r} at position {i}"
+    return None
+
+
 class EventsSli(Model):
     """Sloth's `events`: two queries returning per-second rates; `{{window}}` is the range."""
 
@@ -87,6 +117,9 @@ class EventsSli(Model):
             raise ValueError("query must not be empty")
         if WINDOW_PLACEHOLDER not in v:
             raise ValueError(f"query must contain {WINDOW_PLACEHOLDER} where the range goes, e.g. rate(x[{WINDOW_PLACEHOLDER}])")
+        problem = unbalanced(v)
+        if problem:
+            raise ValueError(f"query is not valid PromQL: {problem}")
         return v.strip()
 
 
@@ -145,6 +178,18 @@ class SloSpec(Model):
     min_events: int = Field(1, ge=1, description="fewer events than this in a window means no data there, not a breach")
     sli: Sli
     prometheus: PrometheusSource | None = Field(None, description="defaults to agent.prometheus_url")
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_text(cls, v: Any) -> Any:
+        """`99.9` or `"99.9%"`; other text is refused with what is allowed."""
+        if isinstance(v, str):
+            text = v.strip().removesuffix("%").strip()
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"objective is a percentage such as 99.9 or \"99.9%\"; got {v!r}") from None
+        return v
 
     @field_validator("objective")
     @classmethod

@@ -6,9 +6,9 @@ Prometheus rules (`agent.slo.rules`) both read this module, so the two can never
 disagree on a window length or a threshold.
 
 Other SLO windows: the long and short window lengths are scaled with
-`window / 30d` (a 7d SLO pages on 14m and 1m instead of 1h and 5m) and rounded
-to whole minutes (at least 1m, since the agent and Prometheus evaluate on a
-minute grid), while the burn-rate factors stay as they are. Keeping the factors
+`window / 30d` (a 7d SLO pages on 14m and 5m instead of 1h and 5m) and rounded
+to whole minutes, never below 5m: a shorter `rate()` range holds too few
+samples at the usual 1m scrape interval to ever fire, while the burn-rate factors stay as they are. Keeping the factors
 keeps their meaning: a factor-14.4 burn over the scaled long window spends the
 same 2% of the budget whatever the SLO window is, and the time to exhaust the
 budget at that rate stays window/14.4.
@@ -28,6 +28,8 @@ BASE_PERIOD = timedelta(days=30)
 BASE_WINDOWS = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2),
                 timedelta(hours=6), timedelta(days=1), timedelta(days=3))
 _MINUTE = 60
+#: shortest window: rate() over less than 5m sees too few samples at a 1m scrape interval
+MIN_WINDOW_MINUTES = 5
 
 
 class AlertKind(enum.StrEnum):
@@ -71,9 +73,9 @@ BASE_TABLE = (
 
 
 def scale(length: timedelta, window: timedelta) -> timedelta:
-    """A 30d-basis window length scaled to an SLO window, rounded to whole minutes (>= 1m)."""
+    """A 30d-basis window length scaled to an SLO window, rounded to whole minutes (>= 5m)."""
     seconds = length.total_seconds() * window.total_seconds() / BASE_PERIOD.total_seconds()
-    minutes = max(1, round(seconds / _MINUTE))
+    minutes = max(MIN_WINDOW_MINUTES, round(seconds / _MINUTE))
     return timedelta(minutes=minutes)
 
 

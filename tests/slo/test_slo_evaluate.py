@@ -53,7 +53,7 @@ def test_workbook_table_for_30d() -> None:
 def test_other_windows_scale_lengths_but_keep_factors() -> None:
     seven = alert_table(timedelta(days=7))
     assert [(r.long_label, r.short_label, r.burn_rate) for r in seven] == \
-        [("14m", "1m", 14.4), ("1h24m", "7m", 6.0), ("5h36m", "28m", 3.0), ("16h48m", "1h24m", 1.0)]
+        [("14m", "5m", 14.4), ("1h24m", "7m", 6.0), ("5h36m", "28m", 3.0), ("16h48m", "1h24m", 1.0)]
     assert [window_label(w) for w in evaluation_windows(timedelta(days=28))] == \
         ["5m", "28m", "56m", "1h52m", "5h36m", "22h24m", "2d19h12m", "28d"]
 

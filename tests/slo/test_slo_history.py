@@ -86,11 +86,11 @@ async def test_sli_budget_and_burn_from_probe_history(config, store: Store) -> N
     assert samples[("sre_agent_slo_sli_ratio", "7d")] == pytest.approx(1 - week, rel=1e-9)
     assert samples[("sre_agent_slo_error_budget_remaining_ratio", None)] == pytest.approx(1 - week / 0.01, rel=1e-9)
     assert samples[("sre_agent_slo_burn_rate", "14m")] == pytest.approx(50.0)
-    assert samples[("sre_agent_slo_burn_rate", "1m")] == pytest.approx(100.0)
+    assert samples[("sre_agent_slo_burn_rate", "5m")] == pytest.approx(analytic(5) / 0.01) == pytest.approx(60.0)
     assert samples[("sre_agent_slo_burn_rate", "16h48m")] == pytest.approx(analytic(1008) / 0.01)
-    # 7d SLO: the page row is 14m/1m (scaled from 1h/5m) and both burn > 14.4
+    # 7d SLO: the page row is 14m/5m (1h scaled; 5m is the floor) and both burn > 14.4
     assert result.status == Status.CRITICAL
-    assert result.summary == "burning 50.0x budget over 14m and 100.0x over 1m (page); 43% budget left"
+    assert result.summary == "burning 50.0x budget over 14m and 60.0x over 5m (page); 43% budget left"
     assert result.labels == {"team": "payments", "service": "api"}
     assert result.details["alert_key"] == "burn"
 
@@ -98,8 +98,8 @@ async def test_sli_budget_and_burn_from_probe_history(config, store: Store) -> N
 async def test_low_traffic_windows_have_no_data(config, store: Store) -> None:
     result = await execute(slo_check(config, "slo-api-probes-quiet", store))
     windows = {s.labels["window"] for s in result.samples if s.metric == "sre_agent_slo_burn_rate"}
-    assert windows == {"28m", "1h24m", "5h36m", "16h48m", "7d"}  # 1m, 7m, 14m hold < 20 results
-    # the page rows need 1m / 7m, which have no data; the 16h48m/1h24m ticket row burns > 1
+    assert windows == {"28m", "1h24m", "5h36m", "16h48m", "7d"}  # 5m, 7m, 14m hold < 20 results
+    # the page rows need 5m / 7m, which have no data; the 16h48m/1h24m ticket row burns > 1
     assert result.status == Status.WARNING
     assert [a["long_window"] for a in result.details["alerts"]] == ["16h48m"]
 

@@ -159,7 +159,7 @@ async def test_unreachable_prometheus_is_unknown_and_redacted_while_others_evalu
 
 
 async def test_query_errors_are_unknown_with_the_reason(prom: PromServer) -> None:
-    broken = spec(99.9, sli={"events": {"error_query": 'sum(rate(http_requests_total{job="api"[{{window}}]))',
+    broken = spec(99.9, sli={"events": {"error_query": 'sum(rate(http_requests_total{job=~"("}[{{window}}]))',
                                         "total_query": TOTAL}})
     result = await run(prom, broken)
     assert result.status == Status.UNKNOWN

@@ -91,19 +91,19 @@ def test_slo_rules_shape() -> None:
     groups = slo_rule_groups(spec, base_url="https://runbooks.example/")["groups"]
     records = [r["record"] for r in groups[0]["rules"]]
     assert records == [f"slo:sli_error:ratio_rate{w}" for w in
-                       ("1m", "7m", "14m", "28m", "1h24m", "5h36m", "16h48m", "7d")]
+                       ("5m", "7m", "14m", "28m", "1h24m", "5h36m", "16h48m", "7d")]
     expr = groups[0]["rules"][0]["expr"]
-    assert 'sre_agent_check_runs_total{check="api",status=~"CRITICAL|UNKNOWN"}[1m]' in expr
-    assert expr.endswith(' and on() ((sum(rate(sre_agent_check_runs_total{check="api"}[1m]))) * 60 >= 10)')
+    assert 'sre_agent_check_runs_total{check="api",status=~"CRITICAL|UNKNOWN"}[5m]' in expr
+    assert expr.endswith(' and on() ((sum(rate(sre_agent_check_runs_total{check="api"}[5m]))) * 300 >= 10)')
     meta = {r["record"]: r["expr"] for r in groups[1]["rules"]}
     assert meta["slo:objective:ratio"] == "vector(0.995)" and meta["slo:error_budget:ratio"] == "vector(0.005)"
     assert meta["slo:time_period:days"] == "vector(7)"
     assert meta["slo:period_error_budget_remaining:ratio"] == '1 - slo:period_burn_rate:ratio{slo="probes"}'
     page = groups[2]["rules"][0]
     assert page["expr"] == ('slo:sli_error:ratio_rate14m{slo="probes"} > 0.072 and '
-                            'slo:sli_error:ratio_rate1m{slo="probes"} > 0.072')
+                            'slo:sli_error:ratio_rate5m{slo="probes"} > 0.072')
     assert page["labels"] == {"service": "api", "slo": "probes", "severity": "critical", "long_window": "14m",
-                              "short_window": "1m"}
+                              "short_window": "5m"}
     assert page["annotations"]["runbook_url"] == "https://wiki.example/slo"  # absolute URLs are kept
     assert [r["labels"]["severity"] for r in groups[2]["rules"]] == ["critical", "critical", "warning", "warning",
                                                                      "critical"]
