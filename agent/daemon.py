@@ -10,7 +10,9 @@ Components (alerting, ...) plug in through a small protocol: `start`,
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,39 @@ class Component(Protocol):
     async def stop(self) -> None: ...
     async def reconfigure(self, config: ConfigBase) -> None: ...
     def on_result(self, result: CheckResult) -> None: ...
+
+
+class StateDirLock:
+    """One agent per state directory: two would drain the same outbox and could page twice.
+
+    An advisory `flock` on `<state_dir>/agent.lock`; the kernel drops it if the
+    process dies, so a `kill -9` never leaves a stale lock. `sre-agent check`
+    only reads the store and does not take it.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "agent.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OSError(f"state directory {self.path.parent} is in use by another sre-agent (pid {holder}); "
+                          "give each agent its own agent.state_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def build_checks(config: ConfigBase, context: CheckContext, names: list[str] | None = None) -> list[Check]:
@@ -75,6 +110,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
+        self._lock: StateDirLock | None = None
 
     # -- startup -----------------------------------------------------------------
     async def start(self) -> None:
@@ -82,6 +118,8 @@ class Agent:
         self.metrics.config_loaded(True, time.time())
         cfg = self.config.agent
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
+        self._lock = StateDirLock(cfg.state_dir)
+        self._lock.acquire()  # raises OSError: another agent owns this state directory
         self.store = Store.for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds())
         self.store.on_error = lambda exc: self.metrics.store_errors.inc()
         await self.store.open()
@@ -196,6 +234,9 @@ class Agent:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         log.info("sre-agent stopped")
 
 

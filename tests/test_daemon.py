@@ -111,3 +111,14 @@ def test_invalid_config_exits_2_and_nothing_starts(tmp_path: Path) -> None:
     assert proc.proc is not None
     assert proc.proc.wait(30) == 2
     assert "checks[3].port" in proc.output()
+
+
+def test_second_agent_on_the_same_state_dir_refuses_to_start(agent: AgentProcess, tmp_path: Path) -> None:
+    port = free_port()
+    other = tmp_path / "other.yaml"
+    other.write_text(agent.config.read_text().replace(f"127.0.0.1:{agent.port}", f"127.0.0.1:{port}"))
+    second = AgentProcess(other, port).start(wait_ready=False)
+    assert second.proc is not None
+    assert second.proc.wait(30) == 1
+    assert "is in use by another sre-agent" in second.output()
+    assert agent.get("/readyz").status_code == 200
