@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from checks._backup_proc import ToolError, run_tool
+from checks._proc import ToolError, run_tool
 
 _CHUNK = 1024 * 1024
 _SIDECAR_SUFFIX = ".sha256"

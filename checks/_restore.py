@@ -30,7 +30,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.durations import Duration, format_duration, human
 from agent.secrets import redact, resolve_secret
-from checks._backup_proc import ToolError, run_tool
+from checks._proc import ToolError, run_tool
 from checks._values import NotATimestamp, to_epoch
 from checks.base import Model
 

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 from agent.core import CheckResult, Status
 from agent.durations import human
 from agent.secrets import redact
+from checks._proc import kill_group
 from checks.base import Check, CheckConfig
 
 OUTPUT_LIMIT = 64 * 1024
@@ -170,17 +171,6 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the child's whole process group (it leads one: start_new_session=True)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-
-
 class CommandCheck(Check):
     type = "command"
     Config = CommandConfig
@@ -212,7 +202,7 @@ class CommandCheck(Check):
             async with asyncio.timeout(self.timeout * _DEADLINE_SHARE):
                 await asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), proc.wait())
         except TimeoutError:
-            _kill_group(proc)
+            kill_group(proc)
             await proc.wait()
             return self.result(Status.CRITICAL, f"timed out after {human(self.timeout)}", pid=proc.pid,
                                stdout=_clean(out.text(), DETAILS_LIMIT),
@@ -221,7 +211,7 @@ class CommandCheck(Check):
             # Cancelled by the runner (its timeout or a shutdown): never leave the
             # command or anything it started running behind us.
             if proc.returncode is None:
-                _kill_group(proc)
+                kill_group(proc)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(2):
                         await proc.wait()

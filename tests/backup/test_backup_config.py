@@ -87,7 +87,7 @@ def test_unknown_source_kind_lists_the_allowed_kinds(tmp_path: Path):
      "checks[0]: check (restic check) applies to source kind restic only, not files"),
     ("source: {kind: s3, bucket: b}\n  checksum: required", "checks[0]: checksum applies to source kind files only, not s3"),
     ("source: {kind: restic, repository: /r}",
-     "checks[0].source.restic: restic needs password_file (or password from ${ENV}); it is never passed on the command line"),
+     "checks[0].source: restic needs password_file (or password from ${ENV}); it is never passed on the command line"),
     ("source: {kind: restic, repository: /r, password_file: PASSWORD_FILE}\n  check: {read_data_subset: lots}",
      "checks[0].check.read_data_subset: invalid read_data_subset 'lots': use a percentage (5%), a part n/t (1/7) or a size (500M)"),
     ("source: {kind: files, path: /x}\n  warn_age: 2d", "checks[0]: warn_age (2d) must be positive and shorter than max_age (1d)"),
@@ -96,7 +96,7 @@ def test_unknown_source_kind_lists_the_allowed_kinds(tmp_path: Path):
     ("source: {kind: files, path: /x}\n  restore_test: {kind: pg_restore, dsn: 'postgresql://x@h/db', assertions: [{query: 'select 1'}]}",
      "checks[0].restore_test.assertions[0]: an assertion needs min, max, equals or max_age"),
     ("source: {kind: files, path: /x}\n  min_size: 10 parsecs", "checks[0].min_size: invalid size '10 parsecs'"),
-    ("source: {kind: s3, bucket: b, access_key_id: AK}", "checks[0].source.s3: set both access_key_id and secret_access_key"),
+    ("source: {kind: s3, bucket: b, access_key_id: AK}", "checks[0].source: set both access_key_id and secret_access_key"),
 ])
 def test_incoherent_configs_are_refused(tmp_path: Path, snippet: str, expected: str):
     text = f"checks:\n- name: b\n  type: backup\n  max_age: 1d\n  {snippet}\n"

@@ -1,6 +1,6 @@
-"""Run a backup tool (restic, pgbackrest, pg_restore) and never leave it behind.
+"""Run an external tool (restic, pgbackrest, pg_restore, plugins) and never leave it behind.
 
-Backup tools hold locks and file handles: one left running after a timeout
+`kill_group` is shared with the command check. Backup tools hold locks and file handles: one left running after a timeout
 blocks the next real backup. Every call here has a deadline; on timeout or
 when the runner cancels the check, the tool's whole process group is killed
 (it leads its own session) and reaped before we return. Secrets go in through
