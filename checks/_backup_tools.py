@@ -19,8 +19,8 @@ from typing import Any
 
 from agent.core import Status
 from agent.secrets import redact
-from checks._proc import ToolError, run_tool
 from checks._backup_sources import BackupItem, Inventory, PgBackRestSource, ResticSource, SourceError
+from checks._proc import ToolError, run_tool
 from checks._values import NotATimestamp, parse_iso8601
 
 # --- restic ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ with it, so the receiver hears an update, not a resolve plus a new page.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,21 +67,39 @@ class Flush:
 
 
 class Dispatcher:
+    """Groups by key. Two indexes keep per-alert work independent of the number of groups: which
+    groups hold an alert, and a heap of flush times (entries whose group or time moved on are skipped)."""
+
     def __init__(self, root: Route | None = None) -> None:
         self.root = root
         self.groups: dict[str, Group] = {}
         self.dirty: set[str] = set()
         self.deleted: set[str] = set()
+        self._by_alert: dict[str, set[str]] = {}  # dedup key -> keys of the groups holding it
+        self._order: dict[str, int] = {}  # group key -> when it entered `groups` (their iteration order)
+        self._added = 0
+        self._due: list[tuple[float, int, str]] = []  # (next_flush, order, group key)
 
     # -- state ------------------------------------------------------------------
     def load(self, groups: list[Group]) -> None:
-        self.groups = {g.key: g for g in groups}
+        self.groups, self._by_alert, self._order, self._due = {}, {}, {}, []
+        for group in groups:
+            self._add(group)
 
     def groups_of(self, dedup_key: str) -> list[Group]:
-        return [g for g in self.groups.values() if dedup_key in g.alerts]
+        """The groups holding an alert, in `groups` order."""
+        keys = self._by_alert.get(dedup_key)
+        if not keys:
+            return []
+        return [self.groups[k] for k in sorted(keys, key=self._order.__getitem__)]
 
     def next_due(self) -> float | None:
-        return min((g.next_flush for g in self.groups.values() if g.next_flush is not None), default=None)
+        while self._due:
+            when, order, key = self._due[0]
+            if self._current(when, order, key):
+                return when
+            heapq.heappop(self._due)
+        return None
 
     def take_changes(self) -> tuple[list[Group], list[str]]:
         changed = [self.groups[k] for k in self.dirty if k in self.groups]
@@ -88,10 +107,44 @@ class Dispatcher:
         self.dirty, self.deleted = set(), set()
         return changed, deleted
 
+    def _add(self, group: Group) -> None:
+        self.groups[group.key] = group
+        self._added += 1
+        self._order[group.key] = self._added
+        for dedup_key in group.alerts:
+            self._by_alert.setdefault(dedup_key, set()).add(group.key)
+        self._timer(group)
+
     def _drop(self, key: str) -> None:
-        self.groups.pop(key, None)
+        group = self.groups.pop(key, None)
+        if group is not None:
+            for dedup_key in group.alerts:
+                self._unindex(dedup_key, key)
+            del self._order[key]
         self.dirty.discard(key)
         self.deleted.add(key)
+
+    def _unindex(self, dedup_key: str, group_key: str) -> None:
+        keys = self._by_alert.get(dedup_key)
+        if keys is not None:
+            keys.discard(group_key)
+            if not keys:
+                del self._by_alert[dedup_key]
+
+    def _timer(self, group: Group) -> None:
+        """Note a group's (new) `next_flush`; call after every change of it."""
+        if group.next_flush is None:
+            return
+        if len(self._due) > 2 * len(self.groups) + 64:  # mostly superseded entries: start afresh
+            self._due = [(g.next_flush, self._order[g.key], g.key) for g in self.groups.values()
+                         if g.next_flush is not None]
+            heapq.heapify(self._due)
+        else:
+            heapq.heappush(self._due, (group.next_flush, self._order[group.key], group.key))
+
+    def _current(self, when: float, order: int, key: str) -> bool:
+        group = self.groups.get(key)
+        return group is not None and group.next_flush == when and self._order[key] == order
 
     def drop_receiver(self, receiver: str) -> int:
         keys = [k for k, g in self.groups.items() if g.receiver == receiver]
@@ -110,9 +163,9 @@ class Dispatcher:
         for key, route in targets.items():
             group = self.groups.get(key)
             if group is None:
-                group = self.groups[key] = Group(key=key, receiver=route.receiver, route_id=route.id,
-                                                 labels=route.group_labels(alert.labels), timing=route.timing,
-                                                 created_at=now)
+                group = Group(key=key, receiver=route.receiver, route_id=route.id,
+                              labels=route.group_labels(alert.labels), timing=route.timing, created_at=now)
+                self._add(group)
                 self.deleted.discard(key)
             group.timing = route.timing
             if alert.dedup_key not in group.alerts:
@@ -135,6 +188,7 @@ class Dispatcher:
                 if old.last_sent_at is not None and (group.last_sent_at is None or group.last_sent_at < old.last_sent_at):
                     group.last_sent_at = old.last_sent_at
             old.alerts.pop(dedup_key, None)
+            self._unindex(dedup_key, old.key)
             self.dirty.add(old.key)
             if not old.alerts:
                 self._drop(old.key)
@@ -142,6 +196,8 @@ class Dispatcher:
     def _put(self, group: Group, alert: Alert, now: float) -> None:
         before = group.alerts.get(alert.dedup_key)
         group.alerts[alert.dedup_key] = alert
+        if before is None:
+            self._by_alert.setdefault(alert.dedup_key, set()).add(group.key)
         self.dirty.add(group.key)
         if before is None or fingerprint(before) != fingerprint(alert) or before.suppressed_by != alert.suppressed_by:
             self._schedule(group, now)
@@ -152,15 +208,21 @@ class Dispatcher:
         else:
             due = max(now, group.last_sent_at + group.timing.group_interval)
         group.next_flush = due if group.next_flush is None else min(group.next_flush, due)
+        self._timer(group)
 
     # -- notifications out ----------------------------------------------------------------
     def flush_due(self, now: float) -> list[Flush]:
+        """Flush every group whose time has come, in `groups` order."""
+        due: set[tuple[int, str]] = set()
+        while self._due and self._due[0][0] <= now:
+            when, order, key = heapq.heappop(self._due)
+            if self._current(when, order, key):
+                due.add((order, key))
         out: list[Flush] = []
-        for group in list(self.groups.values()):
-            if group.next_flush is not None and group.next_flush <= now:
-                flush = self._flush(group, now)
-                if flush is not None:
-                    out.append(flush)
+        for _order, key in sorted(due):
+            flush = self._flush(self.groups[key], now)
+            if flush is not None:
+                out.append(flush)
         return out
 
     def _flush(self, group: Group, now: float) -> Flush | None:
@@ -180,10 +242,12 @@ class Dispatcher:
                     group.notified[a.dedup_key] = fingerprint(a)
         for a in [a for a in group.alerts.values() if a.state != AlertState.FIRING]:
             group.alerts.pop(a.dedup_key)
+            self._unindex(a.dedup_key, group.key)
             group.notified.pop(a.dedup_key, None)
         if not group.alerts:
             self._drop(group.key)
         elif group.last_sent_at is not None and any(a.state == AlertState.FIRING for a in group.alerts.values()):
             due = group.last_sent_at + group.timing.repeat_interval
             group.next_flush = due if due > now else now + group.timing.repeat_interval
+            self._timer(group)
         return flush

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -36,7 +37,7 @@ from agent.alerting.metrics import AlertingMetrics
 from agent.alerting.outbox import DeliveryWorker, Outbox, OutboxRow, new_idempotency_key
 from agent.alerting.route import build_routes
 from agent.alerting.silences import Silence, Source, Suppressor
-from agent.core import Alert, AlertState, CheckResult, Status
+from agent.core import Alert, AlertState, CheckResult, Severity, Status
 from agent.notify.base import Notification, Receiver
 from agent.store import Store
 from checks.base import CheckConfig
@@ -48,6 +49,9 @@ ReceiverFactory = Callable[[ReceiverConfigBase], Receiver]
 TICK = 1.0
 #: at shutdown an in-flight send gets this long (the daemon allows a component 2s to stop)
 SHUTDOWN_GRACE = 0.8
+#: under a steady stream of results a cycle starts at most this often after the previous one, so the
+#: results of a busy moment share one store commit and one round of sends (a lone result goes at once)
+MIN_CYCLE_INTERVAL = 0.05
 
 
 def build_receiver(cfg: ReceiverConfigBase) -> Receiver:
@@ -69,10 +73,26 @@ class AlertingEngine:
         self.dispatcher = Dispatcher()
         self.suppressor = Suppressor()
         self.records: dict[str, AlertRecord] = {}
+        #: check -> dedup keys of its records (an SLO check has several families), in `records` order
+        self._by_check: dict[str, dict[str, None]] = {}
+        #: records in PENDING: the only ones `tick` can move
+        self._pending: set[str] = set()
+        #: dedup key -> (record, agent URL, its Alert): an Alert is rebuilt only when its record changes
+        self._alerts: dict[str, tuple[AlertRecord, str, Alert]] = {}
+        #: (state, severity) -> number of records, kept up to date for the sre_agent_alerts gauge
+        self._counts: dict[tuple[AlertState, Severity], int] = {}
+        self._counts_changed = True
         self.statuses: dict[str, Status] = {}
+        #: what mutes depend on besides the alerts themselves (see `_mute`)
+        self._mute_all = True
+        self._mute_signature: tuple[Any, ...] | None = None
+        self._status_changed: set[str] = set()
+        self._source_keys: set[str] = set()
+        self._dependents: dict[str, list[str]] = {}
         self.receivers: dict[str, tuple[ReceiverConfigBase, Receiver]] = {}
         self.workers: dict[str, DeliveryWorker] = {}
         self._queue: asyncio.Queue[CheckResult | None] = asyncio.Queue()
+        self._held: list[CheckResult] = []  # taken from the queue, waiting for the next cycle
         self._lock = asyncio.Lock()
         self._uncommitted = state.Batch()
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +104,12 @@ class AlertingEngine:
         self.config = config
         self.alerting: AlertingConfig = config.alerting
         self.checks: dict[str, CheckConfig] = {c.name: c for c in config.all_checks()}
+        self._dependents = {}
+        for cfg in self.checks.values():
+            for dep in cfg.depends_on:
+                self._dependents.setdefault(dep, []).append(cfg.name)
+        self._alerts.clear()  # labels, runbooks and descriptions come from the config
+        self._mute_all = True
         self.dispatcher.root = build_routes(self.alerting.route) if self.alerting.route is not None else None
         self.suppressor.configure(self.alerting.maintenance_windows, self.alerting.inhibit,
                                   [Silence.from_config(s) for s in self.alerting.silences])
@@ -91,7 +117,10 @@ class AlertingEngine:
     async def start(self) -> None:
         await state.ensure_schema(self.store)
         snap = await self.store.call(state.load)
-        self.records = {r.dedup_key: r for r in snap.records}
+        self.records, self._by_check, self._pending, self._alerts, self._counts = {}, {}, set(), {}, {}
+        for rec in snap.records:
+            self._put_record(rec)
+        self._mute_all = True
         self.statuses = dict(snap.statuses)
         self.dispatcher.load(snap.groups)
         self.suppressor.silences.update({s.id: s for s in snap.silences if s.source != "config"})
@@ -123,10 +152,11 @@ class AlertingEngine:
                     continue
                 if rec.state == AlertState.FIRING:
                     why = "check disabled in the config" if rec.check in self.checks else "check removed from the config"
-                    rec.state, rec.ends_at, rec.summary = AlertState.RESOLVED, now, why
+                    rec = replace(rec, state=AlertState.RESOLVED, ends_at=now, summary=why)
                     self.dispatcher.update(self._alert(rec), now)
-                del self.records[key]
+                self._forget_record(key)
             self.statuses = {c: st for c, st in self.statuses.items() if c in running}
+            self._mute_all = True
             await self.store.call(state.forget_checks, running)
             await self._sync_receivers()
             for rec in self.records.values():
@@ -177,7 +207,7 @@ class AlertingEngine:
                 await task
             except asyncio.CancelledError:
                 pass
-        pending = self._drain()
+        pending, self._held = self._held + self._drain(), []
         if pending or self._uncommitted:
             await self.process(pending)
         await asyncio.gather(*(self._close_receiver(name, grace=SHUTDOWN_GRACE) for name in list(self.receivers)))
@@ -200,17 +230,22 @@ class AlertingEngine:
         return out
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_cycle = float("-inf")
         while True:
             due = self.dispatcher.next_due()
             timeout = TICK if due is None else min(TICK, max(0.0, due - self.clock()))
-            results: list[CheckResult] = []
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    first = await self._queue.get()
                 if first is not None:
-                    results.append(first)
+                    self._held.append(first)
+                if (gap := last_cycle + MIN_CYCLE_INTERVAL - loop.time()) > 0:
+                    await asyncio.sleep(gap)
             except TimeoutError:
                 pass
-            results.extend(self._drain())
+            results, self._held = self._held + self._drain(), []
+            last_cycle = loop.time()
             try:
                 await self.process(results)
             except asyncio.CancelledError:
@@ -226,7 +261,8 @@ class AlertingEngine:
             changed: set[str] = set()
             for result in results:
                 self._apply_result(result, now, batch, changed)
-            for rec in list(self.records.values()):
+            for key in list(self._pending):
+                rec = self.records[key]
                 cfg = self.checks.get(rec.check)
                 if cfg is not None and (new := tick(rec, cfg, now)) is not rec:
                     self._store_record(new, batch, changed)
@@ -239,12 +275,13 @@ class AlertingEngine:
         if self.statuses.get(result.check) != result.status:
             self.statuses[result.check] = result.status
             batch.statuses[result.check] = (result.status, now)
+            self._status_changed.add(result.check)
         verdict = is_failing(result.status, cfg.alert)
         if verdict is None:
             return
         family = alert_key_of(result)
         key = dedup_key(result.check, family)
-        families = [r for r in self.records.values() if r.check == result.check and r.dedup_key != key]
+        families = [self.records[k] for k in self._by_check.get(result.check, ()) if k != key]
         for rec in [self.records.get(key), *families]:
             if rec is None and not verdict:
                 continue
@@ -256,20 +293,87 @@ class AlertingEngine:
     def _store_record(self, rec: AlertRecord, batch: state.Batch, changed: set[str]) -> None:
         changed.add(rec.dedup_key)
         if rec.idle:
-            self.records.pop(rec.dedup_key, None)
+            self._forget_record(rec.dedup_key)
             batch.records.pop(rec.dedup_key, None)
             batch.deleted_records.add(rec.dedup_key)
         else:
-            self.records[rec.dedup_key] = rec
+            self._put_record(rec)
             batch.records[rec.dedup_key] = rec
             batch.deleted_records.discard(rec.dedup_key)
 
+    def _count(self, rec: AlertRecord, n: int) -> None:
+        self._counts[(rec.state, rec.severity)] = self._counts.get((rec.state, rec.severity), 0) + n
+        self._counts_changed = True
+
+    def _put_record(self, rec: AlertRecord) -> None:
+        key = rec.dedup_key
+        if (old := self.records.get(key)) is not None:
+            self._count(old, -1)
+        self._count(rec, 1)
+        self.records[key] = rec
+        self._by_check.setdefault(rec.check, {})[key] = None
+        self._alerts.pop(key, None)
+        if rec.state == AlertState.PENDING:
+            self._pending.add(key)
+        else:
+            self._pending.discard(key)
+
+    def _forget_record(self, key: str) -> None:
+        rec = self.records.pop(key, None)
+        self._alerts.pop(key, None)
+        self._pending.discard(key)
+        if rec is not None:
+            self._count(rec, -1)
+        if rec is not None and (family := self._by_check.get(rec.check)) is not None:
+            family.pop(key, None)
+            if not family:
+                del self._by_check[rec.check]
+
+    def _to_mute(self, now: float, changed: set[str]) -> list[str]:
+        """The firing alerts whose mute may have moved since the last cycle.
+
+        A mute is a function of the alert's labels, its check's `depends_on` and their statuses,
+        the silences and maintenance windows in force at `now` (`Suppressor.signature`), the inhibit
+        rules and the firing alerts that may inhibit. So: the alerts whose record changed, those
+        depending on a check whose status changed, and all of them when the config, the signature
+        or (with inhibit rules) the set of possible sources changed.
+        """
+        signature = self.suppressor.signature(now)
+        everything = self._mute_all or signature != self._mute_signature
+        self._mute_all, self._mute_signature = False, signature
+        if self.suppressor.inhibit and not everything:
+            for key in changed:
+                rec = self.records.get(key)
+                source = rec is not None and rec.state == AlertState.FIRING \
+                    and self.suppressor.is_source(self._alert(rec).labels)
+                if source or key in self._source_keys:
+                    everything = True
+                    break
+        if everything:
+            keys = [k for k, r in self.records.items() if r.state == AlertState.FIRING]
+            self._source_keys = {k for k in keys if self.suppressor.inhibit
+                                 and self.suppressor.is_source(self._alert(self.records[k]).labels)}
+            self._status_changed.clear()
+            return keys
+        wanted = set(changed)
+        for check in self._status_changed:
+            for dependent in self._dependents.get(check, ()):
+                wanted.update(self._by_check.get(dependent, ()))
+        self._status_changed.clear()
+        return [k for k in wanted if (r := self.records.get(k)) is not None and r.state == AlertState.FIRING]
+
     def _mute(self, now: float, batch: state.Batch, changed: set[str]) -> None:
-        """Recompute `suppressed_by` of every firing alert (silences and inhibitions move)."""
-        alerts = {k: self._alert(r) for k, r in self.records.items() if r.state == AlertState.FIRING}
-        sources = [Source(k, a.check, a.labels) for k, a in alerts.items()]
-        for key, alert in alerts.items():
+        """Recompute `suppressed_by` of the firing alerts whose mute may have moved (see `_to_mute`)."""
+        keys = self._to_mute(now, changed)
+        if not keys:
+            return
+        sources = []
+        if self.suppressor.inhibit:
+            sources = [Source(k, a.check, a.labels) for k, r in self.records.items() if r.state == AlertState.FIRING
+                       for a in (self._alert(r),)]
+        for key in keys:
             rec = self.records[key]
+            alert = self._alert(rec)
             cfg = self.checks.get(rec.check)
             mute = self.suppressor.check(key, alert.labels, cfg.depends_on if cfg else (), self.statuses, sources, now)
             by = mute[1] if mute else None
@@ -302,7 +406,9 @@ class AlertingEngine:
         batch.deleted_groups.update(deleted)
         batch.deleted_groups -= set(batch.groups)
         await self._commit(batch)
-        self.metrics.count_alerts((r.state, r.severity) for r in self.records.values())
+        if self._counts_changed:
+            self.metrics.set_alert_counts(self._counts)
+            self._counts_changed = False
 
     async def _commit(self, batch: state.Batch) -> None:
         batch.merge(self._uncommitted)
@@ -317,19 +423,30 @@ class AlertingEngine:
                       len(batch.rows), exc)
             return
         self._uncommitted = state.Batch()
+        by_receiver: dict[str, list[OutboxRow]] = {}
         for row in batch.rows:
             self.outbox.depth[row.receiver] = self.outbox.depth.get(row.receiver, 0) + 1
-            self.metrics.queue_depth(row.receiver, self.outbox.depth[row.receiver])
-            worker = self.workers.get(row.receiver)
+            by_receiver.setdefault(row.receiver, []).append(row)
+        for receiver, rows in by_receiver.items():
+            self.metrics.queue_depth(receiver, self.outbox.depth[receiver])
+            worker = self.workers.get(receiver)
             if worker is not None:
-                worker.wake.set()
+                worker.notify(rows)
 
     @property
     def agent_url(self) -> str:
         return agent_url(self.config.agent.external_url, self.config.agent.listen, self._bound_port())
 
     def _alert(self, rec: AlertRecord) -> Alert:
-        return to_alert(rec, self.checks.get(rec.check), self.alerting.runbook_base_url, self.agent_url)
+        """The record as receivers see it; cached while the record (and the agent's URL) stay the same."""
+        url = self.agent_url
+        hit = self._alerts.get(rec.dedup_key)
+        if hit is not None and hit[0] is rec and hit[1] == url:
+            return hit[2]
+        alert = to_alert(rec, self.checks.get(rec.check), self.alerting.runbook_base_url, url)
+        if self.records.get(rec.dedup_key) is rec:
+            self._alerts[rec.dedup_key] = (rec, url, alert)
+        return alert
 
     # -- for the API ----------------------------------------------------------------------------
     def alerts(self, states: set[str] | None = None) -> list[Alert]:

@@ -9,7 +9,7 @@ Names are a contract (dashboards and the generated alert rules use them):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -53,13 +53,11 @@ class AlertingMetrics:
     def queue_depth(self, receiver: str, depth: int) -> None:
         self.depth.labels(receiver).set(depth)
 
-    def count_alerts(self, alerts: Iterable[tuple[AlertState, Severity]]) -> None:
-        counts = {(st, sev): 0 for st in (AlertState.PENDING, AlertState.FIRING) for sev in Severity}
-        for state, severity in alerts:
-            if (state, severity) in counts:
-                counts[(state, severity)] += 1
-        for (state, severity), n in counts.items():
-            self.alerts.labels(state.value, severity.value).set(n)
+    def set_alert_counts(self, counts: Mapping[tuple[AlertState, Severity], int]) -> None:
+        """Set the sre_agent_alerts gauges from counts the engine keeps up to date (absent: 0)."""
+        for state in (AlertState.PENDING, AlertState.FIRING):
+            for severity in Severity:
+                self.alerts.labels(state.value, severity.value).set(counts.get((state, severity), 0))
 
     def suppress(self, reason: str) -> None:
         self.suppressed.labels(reason).inc()

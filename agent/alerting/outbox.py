@@ -2,11 +2,17 @@
 until its receiver accepted it (SENT) or refused it for good (FAILED).
 
 One `DeliveryWorker` (an asyncio task) per receiver drains that receiver's rows
-strictly in insertion order, so a resolve never overtakes its trigger and a
-receiver that is down for an hour gets everything afterwards, in order, while
-the other receivers' workers carry on. A RETRY waits (exponential backoff with
-jitter, or the peer's `Retry-After`) at the head of the line; a row older than
-`max_age` is dropped. The idempotency key is stored with the row, so every
+oldest first, up to `CONCURRENCY` sends at a time, and never two rows of one
+alert or one group at once: a row waits while an earlier row sharing its group
+or one of its alerts is queued, retrying or in flight, so a resolve never
+overtakes its trigger. A receiver that is down for an hour gets everything
+afterwards, in that order, while the other receivers' workers carry on.
+
+A RETRY (5xx, timeout, or 429 with the peer's `Retry-After`) is about the
+receiver, not the row: it pauses all of that receiver's rows until the retried
+row is due (exponential backoff with jitter, or the `Retry-After`), and until a
+send gets through again the worker probes with one send at a time. A row older
+than `max_age` is dropped. The idempotency key is stored with the row, so every
 retry of it (also after a restart) carries the same key.
 """
 
@@ -19,7 +25,7 @@ import random
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,12 @@ log = logging.getLogger("sre_agent.alerting.outbox")
 Clock = Callable[[], float]
 #: longest a delivery worker sleeps when a store read failed
 STORE_RETRY = 1.0
+#: sends in flight per receiver (to different alerts and groups) while it answers
+CONCURRENCY = 8
+#: a worker holds at most this many of its oldest rows in memory to choose from
+WINDOW = 64
+#: an idle worker reads the store this often even if no new row was announced
+IDLE_RECHECK = 30.0
 
 
 @dataclass
@@ -55,6 +67,12 @@ class OutboxRow:
 
     def notification(self) -> Notification:
         return decode(self.payload)
+
+    def ordering_keys(self) -> frozenset[str]:
+        """Rows sharing one of these are delivered one after the other, in id order."""
+        alerts = self.payload.get("alerts", ()) if isinstance(self.payload, dict) else ()
+        return frozenset(["group:" + self.group_key,
+                          *("alert:" + str(a.get("dedup_key")) for a in alerts if isinstance(a, dict))])
 
 
 def new_idempotency_key() -> str:
@@ -104,6 +122,13 @@ class Outbox:
         self.depth = {r: n for r, n in rows}
         return self.depth
 
+    async def after(self, receiver: str, after_id: int, limit: int) -> list[OutboxRow]:
+        """A receiver's rows with an id above `after_id`, oldest first."""
+        found = await self.store.call(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM alert_outbox WHERE receiver=? AND id>? ORDER BY id LIMIT ?",
+            (receiver, after_id, limit)).fetchall())
+        return [_row(r) for r in found]
+
     async def head(self, receiver: str) -> OutboxRow | None:
         found = await self.store.call(lambda c: c.execute(
             f"SELECT {_COLUMNS} FROM alert_outbox WHERE receiver=? ORDER BY id LIMIT 1", (receiver,)).fetchone())
@@ -116,8 +141,15 @@ class Outbox:
         return [_row(r) for r in found]
 
     async def delete(self, row: OutboxRow) -> None:
-        await self.store.call(lambda c: c.execute("DELETE FROM alert_outbox WHERE id=?", (row.id,)))
-        self.depth[row.receiver] = max(0, self.depth.get(row.receiver, 1) - 1)
+        await self.delete_many([row])
+
+    async def delete_many(self, rows: list[OutboxRow]) -> None:
+        """Delete rows in one transaction (a row already gone is not counted twice)."""
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            return [r.receiver for r in rows if conn.execute("DELETE FROM alert_outbox WHERE id=?", (r.id,)).rowcount]
+
+        for receiver in await self.store.call(delete):
+            self.depth[receiver] = max(0, self.depth.get(receiver, 1) - 1)
 
     async def reschedule(self, row: OutboxRow) -> None:
         await self.store.call(lambda c: c.execute(
@@ -140,23 +172,67 @@ class Outbox:
 
 
 class DeliveryWorker:
-    """Drains one receiver's rows in order; `step()` is one decision, `run()` loops it."""
+    """Delivers one receiver's rows; `step()` is one round (waiting for its sends), `run()` loops rounds.
+
+    The rows it may send are a window of the receiver's oldest rows, read from the store as
+    `notify()` says new ones were committed (ids only grow, and only this worker deletes a
+    live receiver's rows, so the window stays in step with the table).
+    """
 
     def __init__(self, receiver: Receiver, outbox: Outbox, settings: OutboxSettings, metrics: AlertingMetrics,
-                 clock: Clock = time.time, rng: Callable[[], float] = random.random) -> None:
+                 clock: Clock = time.time, rng: Callable[[], float] = random.random,
+                 concurrency: int = CONCURRENCY) -> None:
         self.receiver = receiver
         self.outbox = outbox
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
         self.rng = rng
+        self.concurrency = max(1, concurrency)
         self.wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._rows: dict[int, OutboxRow] = {}  # the window, by id (oldest first)
+        self._keys: dict[int, frozenset[str]] = {}
+        self._last_id = 0
+        self._more = True  # rows past the window may exist in the store
+        self._flying: dict[int, asyncio.Task[None]] = {}
+        self._loading = False
+        self._undeleted: dict[int, OutboxRow] = {}  # finished, DELETE not yet done (or refused): retried
+        self._delete_lock = asyncio.Lock()
+        self._deleter: asyncio.Task[None] | None = None
+        self._paused_until = 0.0  # after a RETRY: no row of this receiver goes before
+        self._probing = False  # after a RETRY: one send at a time until one gets through
+        self._launched = 0
+        self._probe_from = 0
 
     @property
     def name(self) -> str:
         return self.receiver.name
+
+    @property
+    def _window(self) -> int:
+        return max(WINDOW, 4 * self.concurrency)
+
+    def notify(self, rows: Iterable[OutboxRow] = ()) -> None:
+        """New rows for this receiver were committed; given them, the worker need not read them back."""
+        new = sorted(rows, key=lambda r: r.id or 0)
+        if new and not self._more and not self._loading and len(self._rows) + len(new) <= self._window \
+                and all(r.id is not None and r.id > self._last_id for r in new):
+            for row in new:  # the window holds every live row up to _last_id, and ids only grow
+                self._admit(row, self.clock())
+        else:
+            self._more = True
+        self.wake.set()
+
+    def _admit(self, row: OutboxRow, now: float) -> None:
+        assert row.id is not None
+        self._rows[row.id] = row
+        self._keys[row.id] = row.ordering_keys()
+        self._last_id = max(self._last_id, row.id)
+        if row.attempts and row.next_attempt_at > now:  # retried before a restart: the receiver was failing
+            self._paused_until = max(self._paused_until, row.next_attempt_at)
+            self._probing = True
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Seconds before attempt `attempts + 1`: the peer's Retry-After, else jittered doubling."""
@@ -167,41 +243,158 @@ class DeliveryWorker:
         return capped * (0.5 + self.rng() / 2)
 
     async def step(self) -> float | None:
-        """Handle the head row if due. Returns seconds until worth looking again (0: now, None: when woken)."""
-        row = await self.outbox.head(self.name)
-        if row is None:
-            self.metrics.queue_depth(self.name, 0)
-            return None
+        """Drop expired rows and send every row that may go now, waiting for those sends.
+
+        Returns seconds until worth looking again (0: now, None: when woken)."""
         now = self.clock()
-        expires = row.created_at + self.settings.max_age.total_seconds()
-        if now >= expires:
+        started, delay = await self._round(now)
+        if not started:
+            return delay
+        await asyncio.gather(*started)
+        await self._delete_finished()
+        return self._paused_until - now if self._paused_until > now else 0.0
+
+    async def _round(self, now: float) -> tuple[list[asyncio.Task[None]], float | None]:
+        """Start what may go now; returns the sends started and when to look again."""
+        await self._delete_finished()
+        await self._load(now)
+        if not self._rows:
+            self.metrics.queue_depth(self.name, 0)
+            return [], None
+        start, expired, wake = self._plan(now)
+        for row in expired:
             await self.outbox.delete(row)
+            self._forget(row)
             self.metrics.outcome(self.name, "dropped")
             log.error("dropped notification %s for receiver %s after %d attempts: older than max_age; last error: %s",
                       row.idempotency_key, self.name, row.attempts, row.last_error or "none")
-            return 0.0
-        if row.next_attempt_at > now:
-            return row.next_attempt_at - now
-        delivery = await self._send(row)
-        if delivery.outcome == Outcome.SENT:
-            await self.outbox.delete(row)
-            self.metrics.outcome(self.name, "sent")
-            self.metrics.latency(self.name, max(0.0, self.clock() - row.created_at))
-            return 0.0
-        if delivery.outcome == Outcome.FAILED:
-            await self.outbox.delete(row)
-            self.metrics.outcome(self.name, "failed")
-            log.error("receiver %s refused notification %s permanently (not retried): %s",
-                      self.name, row.idempotency_key, redact(delivery.detail))
-            return 0.0
-        row.attempts += 1
-        row.last_error = redact(delivery.detail)[:500]
-        row.next_attempt_at = min(now + self.backoff(row.attempts, delivery.retry_after), expires)
-        await self.outbox.reschedule(row)
-        self.metrics.outcome(self.name, "retried")
-        log.warning("receiver %s: attempt %d of notification %s failed (%s); next try in %.1fs",
-                    self.name, row.attempts, row.idempotency_key, row.last_error, row.next_attempt_at - now)
-        return row.next_attempt_at - now
+        started = [self._launch(row, now) for row in start]
+        if expired:
+            return started, 0.0
+        return started, None if wake is None else max(0.0, wake - now)
+
+    async def _load(self, now: float) -> None:
+        room = self._window - len(self._rows)
+        if room <= 0 or not self._more:
+            return
+        self._more = False  # before reading: a notify() during the read sets it again
+        self._loading = True
+        try:
+            rows = await self.outbox.after(self.name, self._last_id, room)
+        except BaseException:
+            self._more = True
+            raise
+        finally:
+            self._loading = False
+        for row in rows:
+            self._admit(row, now)
+        if len(rows) == room:
+            self._more = True
+
+    def _plan(self, now: float) -> tuple[list[OutboxRow], list[OutboxRow], float | None]:
+        """Rows to send now (oldest first, none sharing a key with an earlier unfinished row),
+        rows past `max_age`, and the earliest time a waiting row becomes due."""
+        blocked: set[str] = set()
+        for rid in self._flying:
+            blocked |= self._keys[rid]
+        free = (1 if self._probing else self.concurrency) - len(self._flying)
+        max_age = self.settings.max_age.total_seconds()
+        start: list[OutboxRow] = []
+        expired: list[OutboxRow] = []
+        wake: float | None = None
+        for rid, row in self._rows.items():
+            if rid in self._flying:
+                continue
+            keys = self._keys[rid]
+            if not keys.isdisjoint(blocked):
+                blocked |= keys
+                continue
+            expires = row.created_at + max_age
+            if now >= expires:
+                expired.append(row)
+                continue
+            due = max(row.next_attempt_at, self._paused_until)
+            if due > now:
+                blocked |= keys
+                wake = min(due, expires) if wake is None else min(wake, due, expires)
+                continue
+            if free <= 0:
+                break  # a finishing send wakes the worker
+            start.append(row)
+            blocked |= keys
+            free -= 1
+        return start, expired, wake
+
+    def _launch(self, row: OutboxRow, now: float) -> asyncio.Task[None]:
+        assert row.id is not None
+        self._launched += 1
+        task = asyncio.create_task(self._deliver(row, now, self._launched), name=f"outbox-{self.name}-{row.id}")
+        self._flying[row.id] = task
+        return task
+
+    def _forget(self, row: OutboxRow) -> None:
+        """The row is done with: never sent again, and no longer holds back rows of its alerts."""
+        assert row.id is not None
+        self._rows.pop(row.id, None)
+        self._keys.pop(row.id, None)
+        self._flying.pop(row.id, None)
+
+    async def _deliver(self, row: OutboxRow, now: float, seq: int) -> None:
+        """Send one row and record the outcome; never raises (but for cancellation)."""
+        assert row.id is not None
+        try:
+            delivery = await self._send(row)
+            if delivery.outcome in (Outcome.SENT, Outcome.FAILED):
+                if seq > self._probe_from:
+                    self._probing = False  # the receiver answers again
+                self._forget(row)  # from here on it is never sent again, whatever the store says
+                self._undeleted[row.id] = row  # until its DELETE is done
+                if self._task is not None and (self._deleter is None or self._deleter.done()):
+                    self._deleter = asyncio.create_task(self._delete_in_background(), name=f"outbox-{self.name}-delete")
+                if delivery.outcome == Outcome.SENT:
+                    self.metrics.outcome(self.name, "sent")
+                    self.metrics.latency(self.name, max(0.0, self.clock() - row.created_at))
+                else:
+                    self.metrics.outcome(self.name, "failed")
+                    log.error("receiver %s refused notification %s permanently (not retried): %s",
+                              self.name, row.idempotency_key, redact(delivery.detail))
+                return
+            expires = row.created_at + self.settings.max_age.total_seconds()
+            row.attempts += 1
+            row.last_error = redact(delivery.detail)[:500]
+            row.next_attempt_at = min(now + self.backoff(row.attempts, delivery.retry_after), expires)
+            self._paused_until = max(self._paused_until, row.next_attempt_at)
+            self._probing, self._probe_from = True, self._launched
+            self.metrics.outcome(self.name, "retried")
+            log.warning("receiver %s: attempt %d of notification %s failed (%s); next try in %.1fs",
+                        self.name, row.attempts, row.idempotency_key, row.last_error, row.next_attempt_at - now)
+            await self.outbox.reschedule(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("outbox worker %s: %s: %s", self.name, type(exc).__name__, redact(str(exc)))
+            self._paused_until = max(self._paused_until, self.clock() + STORE_RETRY)
+        finally:
+            self._flying.pop(row.id, None)
+            self.wake.set()
+
+    async def _delete_finished(self) -> None:
+        """Delete the rows finished so far: one store call for all that finished meanwhile."""
+        async with self._delete_lock:
+            while self._undeleted:
+                rows = list(self._undeleted.values())
+                await self.outbox.delete_many(rows)
+                for row in rows:
+                    self._undeleted.pop(row.id or 0, None)
+                self.metrics.queue_depth(self.name, self.outbox.depth.get(self.name, 0))
+
+    async def _delete_in_background(self) -> None:
+        try:
+            await self._delete_finished()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the rows stay in _undeleted; the next round tries again
+            log.error("outbox worker %s: %s: %s", self.name, type(exc).__name__, redact(str(exc)))
 
     async def _send(self, row: OutboxRow) -> Delivery:
         guard = max(30.0, 6 * self.receiver.settings.timeout.total_seconds())
@@ -221,37 +414,47 @@ class DeliveryWorker:
         self._task = asyncio.create_task(self.run(), name=f"outbox-{self.name}")
 
     async def run(self) -> None:
+        delay: float | None
         while not self._stopping:
-            self.wake.clear()  # before reading: a row inserted after the read sets it again
+            self.wake.clear()  # before reading: a row inserted or a send finished after the read sets it again
             try:
-                delay = await self.step()
+                _, delay = await self._round(self.clock())
                 self.metrics.queue_depth(self.name, self.outbox.depth.get(self.name, 0))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("outbox worker %s: store error: %s", self.name, redact(str(exc)))
+                log.error("outbox worker %s: %s: %s", self.name, type(exc).__name__, redact(str(exc)))
                 delay = STORE_RETRY
             if self._stopping:
-                return
+                break
             if delay == 0:
                 continue
             try:
-                await asyncio.wait_for(self.wake.wait(), delay)
+                await asyncio.wait_for(self.wake.wait(), IDLE_RECHECK if delay is None else delay)
             except TimeoutError:
-                pass
+                self._more = self._more or delay is None
+        # stopping: let the sends in flight finish (stop() bounds this), then record them
+        await asyncio.gather(*self._flying.values(), return_exceptions=True)
+        await self._delete_finished()
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Let an in-flight send finish (up to `grace`), then cancel; its row stays for later."""
+        """Let in-flight sends finish (up to `grace`), then cancel them; their rows stay for later."""
         self._stopping = True
         self.wake.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), grace)
-        except TimeoutError:
-            task.cancel()
+        if task is not None:
             try:
-                await task
-            except asyncio.CancelledError:
-                pass
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                flying = list(self._flying.values())
+                for t in (task, *flying):
+                    t.cancel()
+                await asyncio.gather(task, *flying, return_exceptions=True)
+        deleter, self._deleter = self._deleter, None
+        if deleter is not None:
+            deleter.cancel()
+            await asyncio.gather(deleter, return_exceptions=True)
+        try:  # sends that got through must not be sent again after a restart
+            await asyncio.wait_for(self._delete_finished(), 0.5)
+        except Exception as exc:
+            log.warning("outbox worker %s: could not record finished sends: %s", self.name, redact(str(exc)))

@@ -121,6 +121,18 @@ class Suppressor:
         self.silences = {k: s for k, s in self.silences.items() if s.source != "config"}
         self.silences.update({s.id: s for s in config_silences})
 
+    def signature(self, now: float) -> tuple[Any, ...]:
+        """Everything time-dependent that `check` reads: the silences active at `now` (in the order they
+        are tried) and which maintenance windows are open. Mutes can only move when this does, or an
+        alert, a dependency's status, the firing sources or the config does."""
+        silences = tuple((s.id, tuple(s.matchers.items()), tuple(s.matchers_re.items()))
+                         for s in self.silences.values() if s.status(now) == "active")
+        return silences, tuple(w.active(now) for w in self.windows)
+
+    def is_source(self, labels: dict[str, str]) -> bool:
+        """Whether an alert with these labels, firing, could inhibit another."""
+        return any(_labels_match(labels, r.source_match, r.source_match_re) for r in self.inhibit)
+
     def active_silences(self, now: float) -> list[Silence]:
         return [s for s in self.silences.values() if s.status(now) == "active"]
 
