@@ -8,6 +8,7 @@ reload must remove its series at once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -111,19 +112,13 @@ class Metrics:
     def forget(self, check: str, type_: str) -> None:
         """Drop every series of a check removed by a reload."""
         self.results.forget(check)
-        try:
+        with contextlib.suppress(KeyError):
             self.skipped.remove(check)
-        except KeyError:
-            pass
-        try:
+        with contextlib.suppress(KeyError):
             self.duration.remove(check, type_)
-        except KeyError:
-            pass
         for status in ("OK", "WARNING", "CRITICAL", "UNKNOWN"):
-            try:
+            with contextlib.suppress(KeyError):
                 self.runs.remove(check, type_, status)
-            except KeyError:
-                pass
 
     def config_loaded(self, ok: bool, when: float) -> None:
         self.reload_ok.set(1 if ok else 0)

@@ -9,6 +9,7 @@ statements with `call()`, each call one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -82,10 +83,8 @@ class Store:
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-            except asyncio.CancelledError:
-                pass
             self._flusher = None
         if self._conn is not None:
             await self.flush()

@@ -31,7 +31,7 @@ _SIDECAR_SUFFIX = ".sha256"
 
 
 class DeadlineExceeded(Exception):
-    pass
+    """Reading the archive to its end took longer than the check's timeout."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ number, ISO 8601 text), turned into one thing: Unix seconds, timezone-correct
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -65,11 +66,8 @@ def parse_slo_duration(value: Any) -> timedelta:
             result = parse_duration(f"{m.group(2)}{_WORD_UNITS[m.group(3).lower()]}")
             if result > timedelta(0):
                 return result
-        try:
+        with contextlib.suppress(ValueError):
             result = parse_duration(value.strip().lstrip("<=").strip())
-        except ValueError:
-            pass
-        else:
             if result > timedelta(0):
                 return result
     raise ValueError(f"invalid freshness objective {value!r}: write '< N unit' such as '< 1 hour', "

@@ -9,6 +9,7 @@ raised is turned into UNKNOWN by the runner (`agent.runner`).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import builtins
 import re
@@ -166,7 +167,7 @@ class MetricFamily:
     labelnames: tuple[str, ...] = ("check",)
 
 
-class Check:
+class Check(abc.ABC):
     """Base of every check type. Override `run()`; return a `CheckResult`."""
 
     type: ClassVar[str]
@@ -188,13 +189,14 @@ class Check:
         assert self.config.timeout is not None
         return self.config.timeout.total_seconds()
 
-    async def run(self) -> CheckResult:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def run(self) -> CheckResult:
+        """Probe once and return the result; expected failures are results, not exceptions."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release resources (sessions, pools) when the check is removed or the agent stops."""
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook, not abstract
     async def close_shared(cls, context: CheckContext) -> None:
         """Release what a type shares across its checks (e.g. one HTTP session), at shutdown."""
 

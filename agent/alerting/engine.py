@@ -11,6 +11,7 @@ chain is testable with a fake clock and no background task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -203,10 +204,8 @@ class AlertingEngine:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         pending, self._held = self._held + self._drain(), []
         if pending or self._uncommitted:
             await self.process(pending)
@@ -243,7 +242,7 @@ class AlertingEngine:
                 if (gap := last_cycle + MIN_CYCLE_INTERVAL - loop.time()) > 0:
                     await asyncio.sleep(gap)
             except TimeoutError:
-                pass
+                pass  # no result within the tick: run the cycle for timers and retries
             results, self._held = self._held + self._drain(), []
             last_cycle = loop.time()
             try:

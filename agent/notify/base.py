@@ -7,6 +7,7 @@ said so) or FAILED (a permanent rejection such as PagerDuty's 400).
 
 from __future__ import annotations
 
+import abc
 import enum
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -70,7 +71,7 @@ class ReceiverSettings(Model):
         return v
 
 
-class Receiver:
+class Receiver(abc.ABC):
     """Base of every receiver kind. Override `send()`."""
 
     kind: ClassVar[str]
@@ -84,8 +85,9 @@ class Receiver:
         """False for a resolved-only notification when `send_resolved` is off."""
         return bool(notification.firing) or self.settings.send_resolved
 
-    async def send(self, notification: Notification) -> Delivery:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def send(self, notification: Notification) -> Delivery:
+        """Deliver once and classify the answer; never sleep or retry here."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release clients (HTTP pools) when the receiver is removed or the agent stops."""
