@@ -522,13 +522,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}" if abs(v) < 100 else f"{v:,.1f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
+    return _common.fmt(v, digits)
 
 
 def format_table(report: dict[str, Any]) -> str:
