@@ -17,6 +17,8 @@ from agent.secrets import REDACTOR, redact
 from checks.base import Check
 
 log = logging.getLogger("sre_agent.runner")
+#: heavy clients some check types import lazily, and the extra that installs them
+_EXTRAS = {"sqlalchemy": "sql", "psycopg": "sql", "boto3": "s3", "botocore": "s3"}
 
 
 async def execute(check: Check) -> CheckResult:
@@ -35,6 +37,10 @@ async def execute(check: Check) -> CheckResult:
         result = CheckResult(status=check.timeout_status, summary=f"timed out after {human(timeout)}")
     except asyncio.CancelledError:
         raise
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        hint = f": pip install 'sre-agent[{extra}]'" if extra else ""
+        result = CheckResult(status=Status.UNKNOWN, summary=f"missing Python package {exc.name!r}{hint}")
     except Exception as exc:  # a plugin bug must not kill the agent
         log.warning("check %s raised %s: %s", cfg.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

@@ -21,6 +21,11 @@ class Raises(Check):
         raise KeyError("boom token=abc123secret")
 
 
+class NeedsExtra(Check):
+    async def run(self) -> CheckResult:
+        raise ModuleNotFoundError("No module named 'sqlalchemy'", name="sqlalchemy")
+
+
 class Hangs(Check):
     timeout_status = Status.CRITICAL
 
@@ -48,6 +53,12 @@ async def test_exception_becomes_unknown_with_type_and_no_secret() -> None:
     assert "KeyError" in r.summary
     assert "abc123secret" not in r.summary
     assert (r.check, r.type, r.labels) == ("raiser", "fake", {"team": "sre"})
+
+
+async def test_missing_optional_package_names_the_extra() -> None:
+    r = await execute(_check(NeedsExtra, "fresh"))
+    assert r.status == Status.UNKNOWN
+    assert r.summary == "missing Python package 'sqlalchemy': pip install 'sre-agent[sql]'"
 
 
 async def test_timeout_uses_the_check_types_status() -> None:
