@@ -21,10 +21,12 @@ run: install
 
 test: install-test
 	$(VENV)/bin/ruff check agent checks tests bench
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 lint: install-test
 	$(VENV)/bin/ruff check agent checks tests bench
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 bench: install-test

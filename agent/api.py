@@ -8,48 +8,13 @@ time, and are refused (403) when no token is configured: never open.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.secrets import REDACTOR
+from agent.web import AGENT_KEY, AgentView, error, json_response, require_token
 
-if TYPE_CHECKING:
-    from agent.daemon import Agent
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    body = json.dumps(REDACTOR.redact_obj(data), indent=None, default=str)
-    return web.Response(text=body, status=status, content_type="application/json")
-
-
-def error(status: int, message: str) -> web.Response:
-    return json_response({"error": message}, status=status)
-
-
-def require_token(handler: Handler) -> Handler:
-    """Decorator for write endpoints."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        agent = request.app[AGENT_KEY]
-        token = agent.config.agent.api_token if agent.config else None
-        if token is None:
-            return error(403, "write API disabled: set agent.api_token or agent.api_token_file")
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
-            return web.Response(status=401, text=json.dumps({"error": "missing or wrong bearer token"}),
-                                content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-
-    return wrapped
+__all__ = ["AGENT_KEY", "build_app", "error", "json_response", "require_token"]
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -112,7 +77,7 @@ async def run_check(request: web.Request) -> web.Response:
     return json_response(result.to_dict())
 
 
-def build_app(agent: Agent) -> web.Application:
+def build_app(agent: AgentView) -> web.Application:
     app = web.Application()
     app[AGENT_KEY] = agent
     app.add_routes([

@@ -32,10 +32,10 @@ from pydantic import (
     model_validator,
 )
 
+from agent import registry
+from agent.check import CheckConfig, Model
 from agent.durations import Duration
 from agent.secrets import expand_env, redact, resolve_secret
-from checks import registry
-from checks.base import CheckConfig, Model
 
 EMBEDDED_DEFAULT = "quickstart.yaml"
 
@@ -83,15 +83,6 @@ class Defaults(Model):
         return v
 
 
-def _section_types() -> dict[str, Any]:
-    """Top-level sections owned by other packages (alerting, SLOs, data products)."""
-    from agent.alerting.config import AlertingConfig
-    from agent.slo.config import SloEntry
-    from checks.data_product import DataProductEntry
-
-    return {"alerting": AlertingConfig, "slo": SloEntry, "data_product": DataProductEntry}
-
-
 class ConfigBase(Model):
     """Fields of the root; `config_model()` adds `checks` with every registered type."""
 
@@ -100,10 +91,12 @@ class ConfigBase(Model):
     include: list[str] = Field(default_factory=list, description="globs of more files with checks/slos/data_products")
 
     def all_checks(self) -> list[CheckConfig]:
-        """Checks as written plus those derived from `slos:` and `data_products:`."""
+        """Checks as written plus those derived by registered sections (`slos:`, `data_products:`)."""
         out: list[CheckConfig] = list(getattr(self, "checks", []))
-        for entry in [*getattr(self, "slos", []), *getattr(self, "data_products", [])]:
-            out.extend(entry.to_checks(self))
+        for section in _ordered_sections():
+            if section.to_checks is not None:
+                for entry in getattr(self, section.key, []):
+                    out.extend(section.to_checks(entry, self))
         return [_with_defaults(c, self.defaults) for c in out]
 
     def check(self, name: str) -> CheckConfig:
@@ -122,21 +115,23 @@ def _with_defaults(c: CheckConfig, d: Defaults) -> CheckConfig:
     return c.model_copy(update=update) if update else c
 
 
+def _ordered_sections() -> list[registry.Section]:
+    return sorted(registry.sections().values(), key=lambda sec: sec.order)
+
+
 @cache
 def config_model() -> type[ConfigBase]:
-    types = registry()
-    models = tuple(t.Config for t in types.values())
+    models = tuple(t.Config for t in registry.check_types().values())
     check_union = Annotated[Union[models], Field(discriminator="type")] if len(models) > 1 else models[0]  # noqa: UP007
-    sections = _section_types()
-    alerting_model, slo_entry, product_entry = sections["alerting"], sections["slo"], sections["data_product"]
-    model = create_model(
-        "Config",
-        __base__=ConfigBase,
-        checks=(list[check_union], Field(default_factory=list)),  # type: ignore[valid-type]
-        alerting=(alerting_model, Field(default_factory=alerting_model)),
-        slos=(list[slo_entry], Field(default_factory=list)),  # type: ignore[valid-type]
-        data_products=(list[product_entry], Field(default_factory=list)),  # type: ignore[valid-type]
-    )
+    fields: dict[str, Any] = {"checks": (list[check_union], Field(default_factory=list))}  # type: ignore[valid-type]
+    for section in _ordered_sections():
+        if section.many:
+            item: Any = section.model
+            fields[section.key] = (list[item], Field(default_factory=list, description=section.description))
+        else:
+            fields[section.key] = (section.model, Field(default_factory=section.default or section.model,
+                                                        description=section.description))
+    model = create_model("Config", __base__=ConfigBase, **fields)
     model.model_rebuild()
     return model
 
@@ -224,8 +219,14 @@ def _load_yaml(path: Path) -> list[tuple[Any, _Marks]]:
 
 # --- loading -----------------------------------------------------------------
 
-_LIST_SECTIONS = ("checks", "slos", "data_products")
-_KIND_SECTIONS = {"DataProduct": "data_products", "SLO": "slos"}
+def _list_sections() -> tuple[str, ...]:
+    """Sections an included file may add items to: `checks` and every registered list section."""
+    return ("checks", *(sec.key for sec in _ordered_sections() if sec.many))
+
+
+def _kind_sections() -> dict[str, str]:
+    """`kind:` of a document that is one item of a section (`DataProduct`, `SLO`) -> the section."""
+    return {sec.kind: sec.key for sec in _ordered_sections() if sec.kind}
 
 
 class _Origins:
@@ -246,7 +247,8 @@ def _merge_includes(data: dict[str, Any], base: Path, origins: _Origins, issues:
     patterns = data.get("include") or []
     if not isinstance(patterns, list):
         return  # the model reports the wrong type
-    for section in _LIST_SECTIONS:
+    list_sections, kind_sections = _list_sections(), _kind_sections()
+    for section in list_sections:
         for i in range(len(data.get(section) or [])):
             origins.items[(section, i)] = (origins.main, origins.main_marks, (section, i))
     for n, pattern in enumerate(patterns):
@@ -265,18 +267,18 @@ def _merge_includes(data: dict[str, Any], base: Path, origins: _Origins, issues:
             for doc, marks in docs:
                 if doc is None:
                     continue
-                if isinstance(doc, dict) and doc.get("kind") in _KIND_SECTIONS:
-                    section = _KIND_SECTIONS[doc["kind"]]
+                if isinstance(doc, dict) and doc.get("kind") in kind_sections:
+                    section = kind_sections[doc["kind"]]
                     data.setdefault(section, [])
                     origins.items[(section, len(data[section]))] = (Path(match), marks, ())
                     data[section].append(doc)
                     continue
-                if not isinstance(doc, dict) or set(doc) - set(_LIST_SECTIONS):
-                    extra = sorted(set(doc) - set(_LIST_SECTIONS)) if isinstance(doc, dict) else [type(doc).__name__]
-                    issues.append(ConfigIssue("", f"an included file may only hold {', '.join(_LIST_SECTIONS)} "
+                if not isinstance(doc, dict) or set(doc) - set(list_sections):
+                    extra = sorted(set(doc) - set(list_sections)) if isinstance(doc, dict) else [type(doc).__name__]
+                    issues.append(ConfigIssue("", f"an included file may only hold {', '.join(list_sections)} "
                                               f"(or a DataProduct / SLO document); found {', '.join(map(str, extra))}", match, 1))
                     continue
-                for section in _LIST_SECTIONS:
+                for section in list_sections:
                     items = doc.get(section) or []
                     if not isinstance(items, list):
                         issues.append(ConfigIssue(section, "must be a list", match, marks.line_for((section,))))
@@ -378,12 +380,9 @@ def semantic_issues(config: ConfigBase) -> list[tuple[tuple[Any, ...], str]]:
                 out.append((("checks", i, "depends_on", j), f"unknown check {dep!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
             elif dep == c.name:
                 out.append((("checks", i, "depends_on", j), "a check cannot depend on itself"))
-    validate_sections = getattr(config, "alerting", None)
-    if validate_sections is not None and hasattr(validate_sections, "semantic_issues"):
-        out.extend((("alerting", *loc), msg) for loc, msg in validate_sections.semantic_issues(config))
-    from agent.slo.config import semantic_issues as slo_issues
-
-    out.extend(slo_issues(config))
+    for section in _ordered_sections():
+        if section.semantic_issues is not None:
+            out.extend(section.semantic_issues(config))
     return out
 
 
@@ -437,10 +436,10 @@ def _message(model: type[BaseModel], data: Any, loc: tuple[Any, ...], err: dict[
                 + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
-        known = ", ".join(sorted(registry())) if loc and loc[0] == "checks" else err.get("ctx", {}).get("expected_tags", "")
+        known = ", ".join(sorted(registry.check_types())) if loc and loc[0] == "checks" else err.get("ctx", {}).get("expected_tags", "")
         return f"unknown type {tag!r}; known types: {known}"
     if kind == "union_tag_not_found":
-        return "missing 'type'; known types: " + ", ".join(sorted(registry()))
+        return "missing 'type'; known types: " + ", ".join(sorted(registry.check_types()))
     if kind == "missing":
         return "required field is missing"
     if kind == "string_pattern_mismatch" and len(loc) == 3 and loc[0] == "checks" and loc[-1] == "name":

@@ -10,16 +10,29 @@ from __future__ import annotations
 import ssl
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from agent.config import ConfigBase
     from agent.store import Store
+
+
+class AgentSettingsView(Protocol):
+    """The agent-wide settings a check may read (`agent.config.AgentSettings`)."""
+
+    @property
+    def prometheus_url(self) -> str | None: ...
+
+
+class ConfigView(Protocol):
+    """The running config as checks see it (`agent.config.ConfigBase`): the seam stays below config."""
+
+    @property
+    def agent(self) -> AgentSettingsView: ...
 
 
 @dataclass
 class CheckContext:
-    config: ConfigBase | None = None
+    config: ConfigView | None = None
     store: Store | None = None
     #: shared objects a check type keeps for its lifetime (sessions, pools), keyed by the type
     shared: dict[str, Any] = field(default_factory=dict)

@@ -23,14 +23,15 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from agent import __version__
+from agent.check import CheckConfig
 from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import CheckResult
 from agent.metrics import Metrics
+from agent.registry import get_type
+from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
 from agent.store import Store
-from checks import get_type
-from checks.base import Check, CheckConfig
 
 log = logging.getLogger("sre_agent")
 
@@ -73,17 +74,6 @@ class StateDirLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-
-def build_checks(config: ConfigBase, context: CheckContext, names: list[str] | None = None) -> list[Check]:
-    out = []
-    for cfg in config.all_checks():
-        if names is not None and cfg.name not in names:
-            continue
-        if not cfg.enabled and names is None:
-            continue
-        out.append(get_type(cfg.type)(cfg, context))
-    return out
 
 
 def history_retention(config: ConfigBase) -> dict[str, float]:
@@ -234,7 +224,7 @@ class Agent:
                 await asyncio.wait_for(component.stop(), timeout=2)
             except Exception:
                 log.exception("stopping %s failed", type(component).__name__)
-        await _close_shared(self.context)
+        await close_shared(self.context)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -245,16 +235,6 @@ class Agent:
             self._lock.release()
             self._lock = None
         log.info("sre-agent stopped")
-
-
-async def _close_shared(context: CheckContext) -> None:
-    from checks import registry
-
-    for cls in registry().values():
-        try:
-            await asyncio.wait_for(cls.close_shared(context), timeout=2)
-        except Exception as exc:
-            log.warning("closing shared resources of %s checks failed: %s", cls.type, exc)
 
 
 async def run_agent(config_path: str | Path | None) -> int:

@@ -17,8 +17,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
+from agent.check import MetricFamily
+from agent.registry import check_types
 from agent.core import CheckResult
-from checks.base import MetricFamily
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -127,10 +128,8 @@ class Metrics:
 
 
 def check_type_families() -> dict[str, MetricFamily]:
-    from checks import registry
-
     families: dict[str, MetricFamily] = {}
-    for cls in registry().values():
+    for cls in check_types().values():
         for name, fam in cls.metric_families.items():
             if name in families and families[name] != fam:
                 raise ValueError(f"metric {name} declared differently by two check types")

@@ -2,7 +2,9 @@
 
 A check returns a result for expected failures; whatever it raises (or a
 timeout) is turned into a result here. `CancelledError` is re-raised: the
-scheduler cancelling a run on shutdown is not a check failure.
+scheduler cancelling a run on shutdown is not a check failure. It also
+builds check instances from a config and releases what their types share,
+for the daemon and the one-shot runner alike.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import asyncio
 import logging
 import time
 
+from agent.check import Check
+from agent.config import ConfigBase
+from agent.context import CheckContext
 from agent.core import CheckResult, Status
 from agent.durations import human
+from agent.registry import check_types, get_type
 from agent.secrets import REDACTOR, redact
-from checks.base import Check
 
 log = logging.getLogger("sre_agent.runner")
 #: heavy clients some check types import lazily, and the extra that installs them
@@ -55,3 +60,24 @@ async def execute(check: Check) -> CheckResult:
     result.observations = {redact(name): value for name, value in result.observations.items()}
     result.details = REDACTOR.redact_obj(result.details)
     return result
+
+
+def build_checks(config: ConfigBase, context: CheckContext, names: list[str] | None = None) -> list[Check]:
+    """Instances of the configured checks (all enabled ones, or the named ones even if disabled)."""
+    out = []
+    for cfg in config.all_checks():
+        if names is not None and cfg.name not in names:
+            continue
+        if not cfg.enabled and names is None:
+            continue
+        out.append(get_type(cfg.type)(cfg, context))
+    return out
+
+
+async def close_shared(context: CheckContext) -> None:
+    """Release what each check type shares across its checks (sessions, pools), at shutdown."""
+    for cls in check_types().values():
+        try:
+            await asyncio.wait_for(cls.close_shared(context), timeout=2)
+        except Exception as exc:
+            log.warning("closing shared resources of %s checks failed: %s", cls.type, exc)

@@ -21,9 +21,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from agent.check import Check
 from agent.core import CheckResult
 from agent.runner import execute
-from checks.base import Check
 
 log = logging.getLogger("sre_agent.scheduler")
 # Our job never raises (the runner turns failures into results); what APScheduler

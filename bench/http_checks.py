@@ -88,8 +88,8 @@ async def run_checks(n: int, url: str, seconds: float, rate: float, warmup: floa
     from prometheus_client import CollectorRegistry
 
     from agent.core import CheckResult, Status
-    from agent.daemon import Agent, build_checks
-    from agent.runner import execute
+    from agent.daemon import Agent
+    from agent.runner import build_checks, execute
 
     rss_before = _common.rss_mib()
     interval = max(n / rate, 0.2)

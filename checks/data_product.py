@@ -29,6 +29,7 @@ from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from agent.core import CheckResult, Sample, Severity, Status
 from agent.durations import Duration, format_duration
+from agent.registry import Section, register_section
 from checks._freshness_sources import (
     FreshnessError,
     FreshnessSource,
@@ -235,3 +236,10 @@ class DataProductEntry(Model):
                 "name": f"{name}-quality", "type": "data_product", "source": spec.source, "quality": spec.quality,
                 "description": f"data product {name}: quality", **common}))
         return out
+
+
+def _to_checks(entry: DataProductEntry, config: Any) -> list[CheckConfig]:
+    return entry.to_checks(config)
+
+
+register_section(Section("data_products", DataProductEntry, to_checks=_to_checks, kind="DataProduct", order=30))

@@ -1,7 +1,7 @@
 """Alerting's HTTP API on the agent's listener: current alerts, silences, runbooks.
 
 Reads are open like the rest of the API; creating or expiring a silence is a
-write and goes through `agent.api.require_token` (403 while no token is
+write and goes through `agent.web.require_token` (403 while no token is
 configured, 401 for a wrong one). Silences created here are stored durably
 and apply within a second.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -19,15 +20,27 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from agent.alerting.config import LATEST_END, compile_matchers
 from agent.alerting.runbooks import RunbookError, find_runbook, is_url
 from agent.alerting.silences import Silence
-from agent.api import AGENT_KEY, error, json_response, require_token
+from agent.check import CheckConfig, Model
 from agent.config import format_path
+from agent.core import Alert
 from agent.durations import Duration
-from checks.base import Model
+from agent.web import AGENT_KEY, error, json_response, require_token
 
-if TYPE_CHECKING:
-    from agent.alerting.engine import AlertingEngine
 
-ENGINE_KEY: web.AppKey[AlertingEngine] = web.AppKey("alerting")
+class AlertingService(Protocol):
+    """What these routes use of the alerting engine (`agent.alerting.engine.AlertingEngine`)."""
+
+    checks: dict[str, CheckConfig]
+
+    clock: Callable[[], float]
+
+    def alerts(self, states: set[str] | None = None) -> list[Alert]: ...
+    def silences(self, include_expired: bool = False) -> list[Silence]: ...
+    async def add_silence(self, silence: Silence) -> Silence: ...
+    async def expire_silence(self, silence_id: str) -> Silence | None: ...
+
+
+ENGINE_KEY: web.AppKey[AlertingService] = web.AppKey("alerting")
 STATES = ("pending", "firing", "resolved")
 
 
@@ -76,7 +89,7 @@ class SilenceRequest(Model):
                        source="api", created_at=now)
 
 
-def _engine(request: web.Request) -> AlertingEngine:
+def _engine(request: web.Request) -> AlertingService:
     return request.app[ENGINE_KEY]
 
 
@@ -150,7 +163,7 @@ async def show_runbook(request: web.Request) -> web.StreamResponse:
     return web.Response(text=text, content_type="text/markdown")
 
 
-def add_routes(app: web.Application, engine: AlertingEngine) -> None:
+def add_routes(app: web.Application, engine: AlertingService) -> None:
     app[ENGINE_KEY] = engine
     app.add_routes([
         web.get("/api/v1/alerts", list_alerts),

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, create_model, field_validator, model_validator
 
+from agent.check import Model
 from agent.durations import Duration
-from checks.base import Model
+from agent.registry import Section, register_section
 
 if TYPE_CHECKING:
     from agent.notify.base import Receiver, ReceiverSettings
@@ -324,3 +325,11 @@ class AlertingConfig(Model):
         for i, child in enumerate(route.routes):
             out.extend(self._route_issues(child, (*loc, "routes", i), names, configured))
         return out
+
+
+def _semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
+    return [(("alerting", *loc), msg) for loc, msg in config.alerting.semantic_issues(config)]
+
+
+register_section(Section("alerting", AlertingConfig, many=False, default=AlertingConfig,
+                         semantic_issues=_semantic_issues, order=10))

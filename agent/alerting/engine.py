@@ -38,10 +38,10 @@ from agent.alerting.metrics import AlertingMetrics
 from agent.alerting.outbox import DeliveryWorker, Outbox, OutboxRow, new_idempotency_key
 from agent.alerting.route import build_routes
 from agent.alerting.silences import Silence, Source, Suppressor
+from agent.check import CheckConfig
 from agent.core import Alert, AlertState, CheckResult, Severity, Status
 from agent.notify.base import Notification, Receiver
 from agent.store import Store
-from checks.base import CheckConfig
 
 log = logging.getLogger("sre_agent.alerting")
 Clock = Callable[[], float]
@@ -481,7 +481,7 @@ class AlertingEngine:
 
     def add_routes(self, app: Any) -> None:
         from agent.alerting.api import add_routes
-        from agent.api import AGENT_KEY
+        from agent.web import AGENT_KEY
 
         agent = app.get(AGENT_KEY)
         self._bound_port = lambda: getattr(agent, "port", None)

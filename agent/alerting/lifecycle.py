@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin
 
+from agent.check import AlertPolicy, CheckConfig
 from agent.core import Alert, AlertState, CheckResult, Severity, Status
-from checks.base import AlertPolicy, CheckConfig
 
 DEDUP_PREFIX = "sre-agent/"
 DEDUP_LENGTH = 32

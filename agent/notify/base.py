@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from agent.check import Model
 from agent.core import Alert, AlertState
 from agent.durations import Duration
-from checks.base import Model
 
 
 class Outcome(enum.StrEnum):

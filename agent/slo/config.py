@@ -13,6 +13,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from agent.check import CheckConfig
+from agent.registry import Section, register_section
 from agent.slo.openslo import OpenSloDocument
 from agent.slo.spec import SloCheckConfig, SloSpec
 
@@ -50,3 +52,10 @@ def semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
 
 
 __all__ = ["OpenSloDocument", "SloCheckConfig", "SloEntry", "SloSpec", "semantic_issues", "slo_specs"]
+
+
+def _to_checks(entry: Any, config: Any) -> list[CheckConfig]:
+    return list(entry.to_checks(config))
+
+
+register_section(Section("slos", SloEntry, to_checks=_to_checks, semantic_issues=semantic_issues, kind="SLO", order=20))

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from agent.check import NAME_PATTERN, CheckConfig, Model
 from agent.durations import Duration, parse_duration
 from agent.slo.spec import WINDOW_PLACEHOLDER, EventsSli, PrometheusSource, Sli, SloSpec, check_label_names
-from checks.base import NAME_PATTERN, CheckConfig, Model
 
 ANNOTATIONS = {
     "sre-agent/runbook": "runbook path or URL",

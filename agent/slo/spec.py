@@ -14,10 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.core import Severity
-from agent.durations import Duration, format_duration
-from agent.secrets import resolve_secret
-from checks.base import (
+from agent.check import (
     LABEL_NAME,
     NAME_PATTERN,
     RESERVED_LABELS,
@@ -26,6 +23,9 @@ from checks.base import (
     Model,
     SeverityMap,
 )
+from agent.core import Severity
+from agent.durations import Duration, format_duration
+from agent.secrets import resolve_secret
 
 WINDOW_PLACEHOLDER = "{{window}}"
 MIN_WINDOW = timedelta(days=1)

@@ -2,7 +2,7 @@
 
 The SRE Workbook ("Alerting on SLOs", table 5-8) defines four alert rows for a
 30-day SLO. The agent's own evaluation (`agent.slo.evaluate`) and the generated
-Prometheus rules (`agent.slo.rules`) both read this module, so the two can never
+Prometheus rules (`agent.codegen.rules`) both read this module, so the two can never
 disagree on a window length or a threshold.
 
 Other SLO windows: the long and short window lengths are scaled with

@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 from agent.cli import main
+from agent.codegen.rules import HEADER, alert_window, build_rules, check_rule_groups, slo_rule_groups
 from agent.config import load_config
-from agent.slo.rules import HEADER, alert_window, build_rules, check_rule_groups, slo_rule_groups
 from agent.slo.spec import SloSpec
 
 ROOT = Path(__file__).resolve().parents[2]

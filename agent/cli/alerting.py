@@ -26,7 +26,7 @@ def _base_url(url: str | None, config_path: str | None) -> str:
         return url.rstrip("/")
     if config_path:
         from agent.alerting.lifecycle import agent_url
-        from agent.cli import load_or_exit
+        from agent.cli.common import load_or_exit
 
         config = load_or_exit(config_path)
         return agent_url(None, config.agent.listen)
@@ -161,7 +161,7 @@ def register(main: click.Group) -> None:
     def runbook(config_path: str | None, check: str) -> None:
         """Print the runbook (Markdown) of a check."""
         from agent.alerting.runbooks import RunbookError, find_runbook, is_url
-        from agent.cli import load_or_exit
+        from agent.cli.common import load_or_exit
 
         config = load_or_exit(config_path)
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from agent.slo.rules import build_rules, write_rules
+from agent.codegen.rules import build_rules, write_rules
 
 PROMTOOL_TIMEOUT = 60.0
 
@@ -42,7 +42,7 @@ def register(main: click.Group) -> None:
                   show_default=True, help="directory for the rule files")
     def build(config_path: str | None, out_dir: str) -> None:
         """Write one rule file per SLO (slo-<name>.yml) plus sre-agent-checks.yml."""
-        from agent.cli import load_or_exit
+        from agent.cli.common import load_or_exit
 
         files = build_rules(load_or_exit(config_path))
         written, removed = write_rules(files, out_dir)
@@ -59,7 +59,7 @@ def register(main: click.Group) -> None:
                   help="fail if the rule files in this directory differ from what the config generates")
     def check(config_path: str | None, against: str | None) -> None:
         """Validate the generated rules with promtool (exit 1 on errors or drift)."""
-        from agent.cli import load_or_exit
+        from agent.cli.common import load_or_exit
 
         files = build_rules(load_or_exit(config_path))
         failed = False

@@ -15,27 +15,14 @@ from typing import Any
 import click
 
 from agent import __version__
-from agent.config import ConfigBase, ConfigError, load_config
+from agent.cli import alerting as alerting_commands
+from agent.cli import rules as rules_commands
+from agent.cli.common import CONFIG_HELP, config_option, load_or_exit
+from agent.config import ConfigError
 from agent.core import CheckResult, Status
 
-CONFIG_HELP = "config file (default: $SRE_AGENT_CONFIG, else the embedded quickstart)"
+__all__ = ["CONFIG_HELP", "config_option", "load_or_exit", "main"]
 _STATUS_COLOR = {Status.OK: "green", Status.WARNING: "yellow", Status.CRITICAL: "red", Status.UNKNOWN: "magenta"}
-
-
-def config_option(f: Any) -> Any:
-    return click.option("-c", "--config", "config_path", envvar="SRE_AGENT_CONFIG", type=click.Path(dir_okay=False),
-                        help=CONFIG_HELP)(f)
-
-
-def load_or_exit(path: str | None) -> ConfigBase:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        n = len(exc.issues)
-        click.echo(f"config invalid: {n} error{'s' if n != 1 else ''}", err=True)
-        for issue in exc.issues:
-            click.echo(f"  {issue}", err=True)
-        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,45 +74,15 @@ def check(config_path: str | None, names: tuple[str, ...], run_all: bool, output
         click.echo(f"unknown check{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}", err=True)
         click.echo("configured checks: " + (", ".join(known) or "(none)"), err=True)
         sys.exit(3)
-    results = asyncio.run(_run_once(config, list(names) if names else None))
+    from agent.oneshot import run_once
+
+    results = asyncio.run(run_once(config, list(names) if names else None))
     if output == "json":
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
     else:
         for r in results:
             _print_result(r)
     sys.exit(int(Status.worst([r.status for r in results])) if results else 0)
-
-
-async def _run_once(config: ConfigBase, names: list[str] | None) -> list[CheckResult]:
-    from agent.context import CheckContext
-    from agent.daemon import _close_shared, build_checks
-    from agent.runner import execute
-    from agent.store import Store
-
-    store = None
-    db = config.agent.state_dir / "state.db"
-    if db.exists():
-        store = Store(db, config.agent.history_retention.total_seconds())
-        await store.open()
-    context = CheckContext(config=config, store=store)
-    checks = build_checks(config, context, names)
-    if names:
-        order = {n: i for i, n in enumerate(names)}
-        checks.sort(key=lambda c: order[c.name])
-    semaphore = asyncio.Semaphore(config.agent.max_concurrency)
-
-    async def one(c: Any) -> CheckResult:
-        async with semaphore:
-            return await execute(c)
-
-    try:
-        return list(await asyncio.gather(*(one(c) for c in checks)))
-    finally:
-        for c in checks:
-            await c.close()
-        await _close_shared(context)
-        if store is not None:
-            await store.close()
 
 
 def _print_result(r: CheckResult) -> None:
@@ -187,13 +144,7 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-for _module in ("agent.alerting.cli", "agent.slo.cli"):
-    try:
-        _mod = __import__(_module, fromlist=["register"])
-    except ImportError:
-        continue
-    _mod.register(main)
+alerting_commands.register(main)
+rules_commands.register(main)
 
 
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,179 @@
+"""The check seam, on the agent's ground floor: what every layer shares about a check.
+
+A check type (a module in the `checks` package) subclasses `Check`, declares
+`type` (the YAML `type:`), `Config` (a pydantic model deriving `CheckConfig`)
+and optionally `metric_families` for metrics beyond the common ones. Alerting,
+metrics, the config loader and the scheduler speak these types; none of them
+imports a concrete check type (they are found through `agent.registry`).
+Expected failures (refused, timeout, expired, stale) are returned as results;
+anything raised is turned into UNKNOWN by the runner (`agent.runner`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import builtins
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from agent.core import CheckResult, Sample, Severity, Status
+from agent.durations import Duration
+
+if TYPE_CHECKING:
+    from agent.context import CheckContext
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = {"check", "type", "name", "status", "window", "slo", "le", "quantile", "severity", "state"}
+
+
+class Model(BaseModel):
+    """Base of every config model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AlertPolicy(Model):
+    """When a failing check becomes an alert (see agent.alerting)."""
+
+    after: int = Field(2, ge=1, description="consecutive failing results before the alert fires")
+    resolve_after: int = Field(1, ge=1, description="consecutive passing results before it resolves")
+    for_: Duration | None = Field(None, alias="for", description="fire after failing this long instead of `after` results")
+    on_unknown: bool = Field(False, description="alert on UNKNOWN results too")
+    enabled: bool = True
+
+
+class SeverityMap(Model):
+    warning: Severity = Severity.WARNING
+    critical: Severity = Severity.CRITICAL
+
+
+class CheckConfig(Model):
+    """Keys every check accepts."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=128, description="unique name; [a-z0-9][a-z0-9_.-]*")
+    type: str
+    description: str | None = None
+    interval: Duration | None = Field(None, description="how often it runs; defaults.interval if unset")
+    cron: str | None = Field(None, description="5-field crontab schedule instead of an interval")
+    timeout: Duration | None = Field(None, description="hard limit for one run; defaults.timeout if unset")
+    labels: dict[str, str] = Field(default_factory=dict, description="extra labels on metrics and alerts")
+    severity: Severity | SeverityMap = Field(Severity.CRITICAL, description="alert severity, or {warning: .., critical: ..}")
+    runbook: str | None = Field(None, description="runbook path (relative to alerting.runbook_base_url) or URL")
+    alert: AlertPolicy = Field(default_factory=AlertPolicy)
+    depends_on: list[str] = Field(default_factory=list, description="checks whose failure suppresses this one's alerts")
+    enabled: bool = True
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, v: Any) -> Any:
+        """One clear error instead of one per member of the `Severity | SeverityMap` union."""
+        allowed = ", ".join(s.value for s in Severity)
+        if isinstance(v, str) and v not in {s.value for s in Severity}:
+            raise ValueError(f"invalid severity {v!r}; allowed: {allowed}, or a map {{warning: .., critical: ..}}")
+        if isinstance(v, dict):
+            for key, value in v.items():
+                if key not in ("warning", "critical"):
+                    raise ValueError(f"invalid key {key!r} in the severity map; allowed: warning, critical")
+                if value not in {s.value for s in Severity}:
+                    raise ValueError(f"invalid severity {value!r} for {key} results; allowed: {allowed}")
+        elif not isinstance(v, str | Severity | SeverityMap):
+            raise ValueError(f"severity must be one of {allowed}, or a map {{warning: .., critical: ..}}")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not LABEL_NAME.match(key):
+                raise ValueError(f"label name {key!r} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+            if key in RESERVED_LABELS or key.startswith("__"):
+                raise ValueError(f"label name {key!r} is reserved; reserved: {', '.join(sorted(RESERVED_LABELS))}")
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(v)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {v!r}: {exc}; expected 5 fields 'min hour dom month dow'") from None
+            if info.data.get("interval") is not None:
+                raise ValueError("set either interval or cron, not both")
+        return v
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, v: timedelta | None, info: ValidationInfo) -> timedelta | None:
+        # A field validator (not a model one) so the error names checks[N].timeout and its line.
+        if v is not None and v <= timedelta(0):
+            raise ValueError(f"{info.field_name} must be positive, e.g. 30s")
+        return v
+
+    def severity_for(self, status: Status) -> Severity:
+        if isinstance(self.severity, SeverityMap):
+            return self.severity.warning if status == Status.WARNING else self.severity.critical
+        return self.severity
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """A gauge a check type exports from its results' `samples`."""
+
+    documentation: str
+    labelnames: tuple[str, ...] = ("check",)
+
+
+class Check(abc.ABC):
+    """Base of every check type. Override `run()`; return a `CheckResult`."""
+
+    type: ClassVar[str]
+    Config: ClassVar[builtins.type[CheckConfig]]
+    metric_families: ClassVar[dict[str, MetricFamily]] = {}
+    #: status when the runner's timeout fires (network probes say CRITICAL)
+    timeout_status: ClassVar[Status] = Status.UNKNOWN
+
+    def __init__(self, config: CheckConfig, context: CheckContext) -> None:
+        self.config = config
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def timeout(self) -> float:
+        assert self.config.timeout is not None
+        return self.config.timeout.total_seconds()
+
+    @abc.abstractmethod
+    async def run(self) -> CheckResult:
+        """Probe once and return the result; expected failures are results, not exceptions."""
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release resources (sessions, pools) when the check is removed or the agent stops."""
+
+    @classmethod  # noqa: B027 - an optional hook, not abstract
+    async def close_shared(cls, context: CheckContext) -> None:
+        """Release what a type shares across its checks (e.g. one HTTP session), at shutdown."""
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking call off the event loop (psutil, drivers, subprocess-free libs)."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # Helpers for building results
+    @staticmethod
+    def result(status: Status, summary: str, observations: dict[str, float] | None = None, *,
+               samples: list[Sample] | None = None, **details: Any) -> CheckResult:
+        return CheckResult(status=status, summary=summary, observations=observations or {},
+                           samples=samples or [], details=details)
+

@@ -1,0 +1,5 @@
+"""`python -m agent.cli` is `sre-agent`."""
+
+from agent.cli import main
+
+main()

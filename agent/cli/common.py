@@ -1,0 +1,29 @@
+"""What every `sre-agent` command shares: the `-c/--config` option and loading it or exiting 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from agent.config import ConfigBase, ConfigError, load_config
+
+CONFIG_HELP = "config file (default: $SRE_AGENT_CONFIG, else the embedded quickstart)"
+
+
+def config_option(f: Any) -> Any:
+    return click.option("-c", "--config", "config_path", envvar="SRE_AGENT_CONFIG", type=click.Path(dir_okay=False),
+                        help=CONFIG_HELP)(f)
+
+
+def load_or_exit(path: str | None) -> ConfigBase:
+    """The validated config, or every error on stderr and exit code 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        n = len(exc.issues)
+        click.echo(f"config invalid: {n} error{'s' if n != 1 else ''}", err=True)
+        for issue in exc.issues:
+            click.echo(f"  {issue}", err=True)
+        sys.exit(2)

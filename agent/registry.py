@@ -1,0 +1,133 @@
+"""The registries: check types by their YAML `type:`, and top-level config sections.
+
+`agent/` never imports a concrete check type or a section's owner statically:
+it asks this module, which imports plugin packages by name on first use. A
+check type is found by scanning the `checks` package; a config section
+(`alerting:`, `slos:`, `data_products:`) is registered by the module that owns
+it, calling `register_section()` at import. Adding a check type is adding one
+module to `checks/`; adding a section is one module that registers it and is
+listed in `SECTION_MODULES` (or lives in a scanned plugin package).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agent.check import Check, CheckConfig
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+#: packages scanned for check types: every public module's `Check` subclasses
+CHECK_PACKAGES: tuple[str, ...] = ("checks",)
+#: modules that register config sections when imported (besides those in CHECK_PACKAGES)
+SECTION_MODULES: tuple[str, ...] = ("agent.alerting.config", "agent.slo.config")
+#: modules of a check package that are not check types
+_NOT_TYPES = {"base"}
+
+Location = tuple[Any, ...]
+Issue = tuple[Location, str]
+
+
+class HasChecks(Protocol):
+    """The validated root config, as a section's hooks see it."""
+
+    def all_checks(self) -> list[CheckConfig]: ...
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level config key owned by a module outside `agent.config`.
+
+    `model` validates the value (for `many` sections, each item). `to_checks(item, config)` derives
+    checks from an item (an SLO becomes an `slo` check). `semantic_issues(config)` reports what
+    needs the whole config (unknown references, duplicates), as (path from the root, message).
+    `kind` lets an included file hold one item as a document with `kind: <kind>`.
+    """
+
+    key: str
+    model: Any
+    many: bool = True
+    description: str = ""
+    to_checks: Callable[[Any, Any], list[CheckConfig]] | None = None
+    semantic_issues: Callable[[Any], list[Issue]] | None = None
+    kind: str | None = None
+    default: Callable[[], Any] | None = field(default=None)
+    #: position among the root's keys (JSON Schema, docs), after `agent`, `defaults`, `include`, `checks`
+    order: int = 100
+
+
+_lock = threading.RLock()
+_types: dict[str, type[Check]] | None = None
+_sections: dict[str, Section] = {}
+_discovered = False
+
+
+def register_section(section: Section) -> None:
+    """Called by a section's owner at import time; a second, different registration is a bug."""
+    with _lock:
+        known = _sections.get(section.key)
+        if known is not None and known != section:
+            raise RuntimeError(f"config section {section.key!r} registered twice")
+        _sections[section.key] = section
+
+
+def _scan(package_name: str) -> Iterable[type[Check]]:
+    package = importlib.import_module(package_name)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in _NOT_TYPES:
+            continue
+        module = importlib.import_module(f"{package_name}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, Check) and obj is not Check
+                    and getattr(obj, "type", None) and obj.__module__ == module.__name__):
+                yield obj
+
+
+def discover() -> None:
+    """Import every plugin package and section module once (idempotent, thread-safe)."""
+    global _types, _discovered
+    with _lock:
+        if _discovered:
+            return
+        found: dict[str, type[Check]] = {}
+        for package in CHECK_PACKAGES:
+            for cls in _scan(package):
+                if cls.type in found:
+                    raise RuntimeError(f"check type {cls.type!r} defined twice: "
+                                       f"{found[cls.type].__module__} and {cls.__module__}")
+                found[cls.type] = cls
+        for module in SECTION_MODULES:
+            importlib.import_module(module)
+        _types = found
+        _discovered = True
+
+
+def check_types() -> dict[str, type[Check]]:
+    """YAML `type:` -> Check class, for every discovered check type."""
+    discover()
+    assert _types is not None
+    return _types
+
+
+def get_type(name: str) -> type[Check]:
+    types = check_types()
+    if name not in types:
+        raise KeyError(f"unknown check type {name!r}; known: {', '.join(sorted(types))}")
+    return types[name]
+
+
+def sections() -> dict[str, Section]:
+    """Registered config sections by key, in registration order."""
+    discover()
+    return dict(_sections)
+
+
+def section_models() -> dict[str, type[BaseModel]]:
+    """Convenience for docs: each section's model (item model for list sections)."""
+    return {key: s.model for key, s in sections().items()}
