@@ -105,7 +105,7 @@ async def _run_once(config: ConfigBase, names: list[str] | None) -> list[CheckRe
     store = None
     db = config.agent.state_dir / "state.db"
     if db.exists():
-        store = Store(db, config.agent.history_retention.total_seconds())
+        store = Store.for_state_dir(config.agent.state_dir, config.agent.history_retention.total_seconds())
         await store.open()
     context = CheckContext(config=config, store=store)
     checks = build_checks(config, context, names)

@@ -28,7 +28,7 @@ from agent.context import CheckContext
 from agent.core import CheckResult
 from agent.metrics import Metrics
 from agent.scheduler import Scheduler
-from agent.store import Store
+from agent.store import Store, StoreSchemaError
 from checks import get_type
 from checks.base import Check, CheckConfig
 
@@ -266,7 +266,7 @@ async def run_agent(config_path: str | Path | None) -> int:
     except ConfigError:
         await agent.stop()
         raise
-    except OSError as exc:
+    except (OSError, StoreSchemaError) as exc:
         log.error("cannot start: %s", exc)
         await agent.stop()
         return 1

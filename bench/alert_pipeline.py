@@ -327,7 +327,7 @@ async def run_phase(phase: Phase, url: str, profile: bool, state_dir: Path) -> d
     timed_out = not all_sent.is_set()
     await asyncio.sleep(DUPLICATE_GRACE)
     outcomes = {o: int(sample("sre_agent_notifications_total", outcome=o)) for o in ("sent", "retried", "failed", "dropped")}
-    left = await store.call(lambda c: c.execute("SELECT COUNT(*) FROM alert_outbox").fetchone()[0])
+    left = sum((await store.outbox_depth()).values())
     rss_after = _common.rss_mib()
     await engine.stop()
     await store.close()

@@ -1,0 +1,50 @@
+"""Durable state behind one interface: `Store` (the operations), `SqliteStore` (the default backend).
+
+Callers take a `Store` and use only its operations and the plain types below;
+`Store.for_state_dir()` (or `open_store()`, which also opens it) picks the
+backend for a state directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.store.base import Store, StoreSchemaError
+from agent.store.sqlite import SqliteStore
+from agent.store.types import (
+    AlertChanges,
+    AlertSnapshot,
+    Doc,
+    GroupDoc,
+    HistoryPoint,
+    OutboxEntry,
+    RecordDoc,
+    SilenceDoc,
+)
+
+
+async def open_store(state_dir: str | Path, default_retention: float) -> Store:
+    """The agent's store for a state directory, opened (close it with `await store.close()`)."""
+    store = Store.for_state_dir(state_dir, default_retention)
+    try:
+        await store.open()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+__all__ = [
+    "AlertChanges",
+    "AlertSnapshot",
+    "Doc",
+    "GroupDoc",
+    "HistoryPoint",
+    "OutboxEntry",
+    "RecordDoc",
+    "SilenceDoc",
+    "SqliteStore",
+    "Store",
+    "StoreSchemaError",
+    "open_store",
+]
