@@ -31,7 +31,8 @@ from agent.metrics import Metrics
 from agent.registry import get_type
 from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
-from agent.store import Store
+from agent.store import Store, StoreSchemaError
+from agent.store import for_state_dir as store_for_state_dir
 
 log = logging.getLogger("sre_agent")
 
@@ -111,7 +112,7 @@ class Agent:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
         self._lock = StateDirLock(cfg.state_dir)
         self._lock.acquire()  # raises OSError: another agent owns this state directory
-        self.store = Store.for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds())
+        self.store = store_for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds())
         self.store.on_error = lambda exc: self.metrics.store_errors.inc()
         await self.store.open()
         for name, seconds in history_retention(self.config).items():
@@ -246,7 +247,7 @@ async def run_agent(config_path: str | Path | None) -> int:
     except ConfigError:
         await agent.stop()
         raise
-    except OSError as exc:
+    except (OSError, StoreSchemaError) as exc:
         log.error("cannot start: %s", exc)
         await agent.stop()
         return 1

@@ -18,8 +18,8 @@ from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.check import MetricFamily
-from agent.registry import check_types
 from agent.core import CheckResult
+from agent.registry import check_types
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 

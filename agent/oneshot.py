@@ -15,7 +15,7 @@ from agent.config import ConfigBase
 from agent.context import CheckContext
 from agent.core import CheckResult
 from agent.runner import build_checks, close_shared, execute
-from agent.store import Store
+from agent.store import for_state_dir as store_for_state_dir
 
 
 async def run_once(config: ConfigBase, names: list[str] | None = None) -> list[CheckResult]:
@@ -23,7 +23,7 @@ async def run_once(config: ConfigBase, names: list[str] | None = None) -> list[C
     store = None
     db = config.agent.state_dir / "state.db"
     if db.exists():
-        store = Store(db, config.agent.history_retention.total_seconds())
+        store = store_for_state_dir(config.agent.state_dir, config.agent.history_retention.total_seconds())
         await store.open()
     context = CheckContext(config=config, store=store)
     checks = build_checks(config, context, names)

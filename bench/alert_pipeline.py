@@ -249,10 +249,10 @@ async def run_phase(phase: Phase, url: str, profile: bool, state_dir: Path) -> d
     from agent.alerting.lifecycle import dedup_key
     from agent.config import load_config
     from agent.core import CheckResult, Status
-    from agent.store import Store
+    from agent.store import for_state_dir as store_for_state_dir
 
     config = load_config(write_config(phase.n, url, state_dir))
-    store = Store.for_state_dir(state_dir, 3600.0)
+    store = store_for_state_dir(state_dir, 3600.0)
     await store.open()
     registry = CollectorRegistry(auto_describe=True)
     engine = build_component(config, store, registry)
@@ -327,7 +327,7 @@ async def run_phase(phase: Phase, url: str, profile: bool, state_dir: Path) -> d
     timed_out = not all_sent.is_set()
     await asyncio.sleep(DUPLICATE_GRACE)
     outcomes = {o: int(sample("sre_agent_notifications_total", outcome=o)) for o in ("sent", "retried", "failed", "dropped")}
-    left = await store.call(lambda c: c.execute("SELECT COUNT(*) FROM alert_outbox").fetchone()[0])
+    left = sum((await store.outbox_depth()).values())
     rss_after = _common.rss_mib()
     await engine.stop()
     await store.close()

@@ -346,7 +346,7 @@ def _area(filename: str) -> str:
                          ("/pydantic", "pydantic"), ("/multidict/", "multidict"), ("/yarl/", "yarl"),
                          ("/asyncio/", "asyncio (stdlib)"), ("/checks/http.py", "checks/http.py"),
                          ("/agent/runner.py", "agent/runner.py"), ("/agent/scheduler.py", "agent/scheduler.py"),
-                         ("/agent/metrics.py", "agent/metrics.py"), ("/agent/store.py", "agent/store.py"),
+                         ("/agent/metrics.py", "agent/metrics.py"), ("/agent/store/", "agent/store"),
                          ("/agent/", "agent (other)"), ("/checks/", "checks (other)"), ("/bench/", "bench"),
                          ("/dateutil/", "dateutil"), ("/tzlocal/", "tzlocal"), ("/ssl.py", "ssl (stdlib)"),
                          ("/socket.py", "socket (stdlib)"), ("/logging/", "logging (stdlib)")):

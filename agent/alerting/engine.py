@@ -116,8 +116,7 @@ class AlertingEngine:
                                   [Silence.from_config(s) for s in self.alerting.silences])
 
     async def start(self) -> None:
-        await state.ensure_schema(self.store)
-        snap = await self.store.call(state.load)
+        snap = await state.load(self.store)
         self.records, self._by_check, self._pending, self._alerts, self._counts = {}, {}, set(), {}, {}
         for rec in snap.records:
             self._put_record(rec)
@@ -141,7 +140,7 @@ class AlertingEngine:
         """Bring silences, receivers, workers and groups in line with the current config."""
         async with self._lock:
             config_silences = [s for s in self.suppressor.silences.values() if s.source == "config"]
-            await self.store.call(state.sync_config_silences, config_silences, now)
+            await state.sync_config_silences(self.store, config_silences, now)
             for sid, s in list(self.suppressor.silences.items()):
                 if s.ends_at < now - state.SILENCE_RETENTION:
                     del self.suppressor.silences[sid]
@@ -158,7 +157,7 @@ class AlertingEngine:
                 self._forget_record(key)
             self.statuses = {c: st for c, st in self.statuses.items() if c in running}
             self._mute_all = True
-            await self.store.call(state.forget_checks, running)
+            await state.forget_checks(self.store, running)
             await self._sync_receivers()
             for rec in self.records.values():
                 if rec.state == AlertState.FIRING or self.dispatcher.groups_of(rec.dedup_key):
@@ -415,7 +414,7 @@ class AlertingEngine:
             self._uncommitted = state.Batch()
             return
         try:
-            await self.store.call(state.write_batch, batch)
+            await state.write_batch(self.store, batch)
         except Exception as exc:
             self._uncommitted = batch
             log.error("could not write alert state (%d notifications held in memory, retried next cycle): %s",
@@ -459,7 +458,7 @@ class AlertingEngine:
         return sorted(out, key=lambda s: (s.starts_at, s.id))
 
     async def add_silence(self, silence: Silence) -> Silence:
-        await self.store.call(state.save_silence, silence)
+        await state.save_silence(self.store, silence)
         self.suppressor.silences[silence.id] = silence
         self.poke()
         return silence
@@ -475,7 +474,7 @@ class AlertingEngine:
             # a silence that has not started yet ends now too, so it reads "expired", not "pending"
             silence.starts_at = min(silence.starts_at, now)
             silence.ends_at = now
-            await self.store.call(state.save_silence, silence)
+            await state.save_silence(self.store, silence)
             self.poke()
         return silence
 

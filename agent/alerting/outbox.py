@@ -19,14 +19,11 @@ retry of it (also after a restart) carries the same key.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from agent.alerting.config import OutboxSettings
@@ -34,7 +31,7 @@ from agent.alerting.metrics import AlertingMetrics
 from agent.core import Alert
 from agent.notify.base import Delivery, Notification, Outcome, Receiver
 from agent.secrets import redact
-from agent.store import Store
+from agent.store import OutboxEntry, Store
 
 log = logging.getLogger("sre_agent.alerting.outbox")
 Clock = Callable[[], float]
@@ -48,22 +45,19 @@ WINDOW = 64
 IDLE_RECHECK = 30.0
 
 
-@dataclass
-class OutboxRow:
-    receiver: str
-    group_key: str
-    idempotency_key: str
-    created_at: float
-    payload: dict[str, Any]
-    next_attempt_at: float = 0.0
-    attempts: int = 0
-    last_error: str | None = None
-    id: int | None = None
+class OutboxRow(OutboxEntry):
+    """The store's outbox entry, read as the notification it carries."""
 
     @classmethod
     def for_notification(cls, n: Notification) -> OutboxRow:
         return cls(receiver=n.receiver, group_key=n.group_key, idempotency_key=n.idempotency_key,
                    created_at=n.created_at, payload=encode(n), next_attempt_at=n.created_at)
+
+    @classmethod
+    def of(cls, e: OutboxEntry) -> OutboxRow:
+        return cls(id=e.id, receiver=e.receiver, group_key=e.group_key, idempotency_key=e.idempotency_key,
+                   created_at=e.created_at, attempts=e.attempts, next_attempt_at=e.next_attempt_at,
+                   last_error=e.last_error, payload=e.payload)
 
     def notification(self) -> Notification:
         return decode(self.payload)
@@ -91,24 +85,6 @@ def decode(d: dict[str, Any]) -> Notification:
                         created_at=d["created_at"], kind=d["kind"], extra=d.get("extra", {}))
 
 
-def insert_rows(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
-    for row in rows:
-        cur = conn.execute(
-            "INSERT INTO alert_outbox(receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, "
-            "last_error, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.receiver, row.group_key, row.idempotency_key, row.created_at, row.attempts, row.next_attempt_at,
-             row.last_error, json.dumps(row.payload)))
-        row.id = cur.lastrowid
-
-
-_COLUMNS = "id, receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, last_error, payload"
-
-
-def _row(r: tuple[Any, ...]) -> OutboxRow:
-    return OutboxRow(id=r[0], receiver=r[1], group_key=r[2], idempotency_key=r[3], created_at=r[4], attempts=r[5],
-                     next_attempt_at=r[6], last_error=r[7], payload=json.loads(r[8]))
-
-
 class Outbox:
     """Reads and deletes of outbox rows; inserts happen in the engine's transaction."""
 
@@ -117,55 +93,34 @@ class Outbox:
         self.depth: dict[str, int] = {}
 
     async def refresh_depth(self) -> dict[str, int]:
-        rows = await self.store.call(lambda c: c.execute(
-            "SELECT receiver, COUNT(*) FROM alert_outbox GROUP BY receiver").fetchall())
-        self.depth = {r: n for r, n in rows}
+        self.depth = await self.store.outbox_depth()
         return self.depth
 
     async def after(self, receiver: str, after_id: int, limit: int) -> list[OutboxRow]:
         """A receiver's rows with an id above `after_id`, oldest first."""
-        found = await self.store.call(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM alert_outbox WHERE receiver=? AND id>? ORDER BY id LIMIT ?",
-            (receiver, after_id, limit)).fetchall())
-        return [_row(r) for r in found]
+        return [OutboxRow.of(e) for e in await self.store.outbox_after(receiver, after_id, limit)]
 
     async def head(self, receiver: str) -> OutboxRow | None:
-        found = await self.store.call(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM alert_outbox WHERE receiver=? ORDER BY id LIMIT 1", (receiver,)).fetchone())
-        return _row(found) if found else None
+        found = await self.store.outbox_head(receiver)
+        return OutboxRow.of(found) if found else None
 
     async def rows(self, receiver: str | None = None) -> list[OutboxRow]:
-        where, args = ("WHERE receiver=?", (receiver,)) if receiver else ("", ())
-        found = await self.store.call(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM alert_outbox {where} ORDER BY id", args).fetchall())
-        return [_row(r) for r in found]
+        return [OutboxRow.of(e) for e in await self.store.outbox_rows(receiver or None)]
 
     async def delete(self, row: OutboxRow) -> None:
         await self.delete_many([row])
 
     async def delete_many(self, rows: list[OutboxRow]) -> None:
         """Delete rows in one transaction (a row already gone is not counted twice)."""
-        def delete(conn: sqlite3.Connection) -> list[str]:
-            return [r.receiver for r in rows if conn.execute("DELETE FROM alert_outbox WHERE id=?", (r.id,)).rowcount]
-
-        for receiver in await self.store.call(delete):
-            self.depth[receiver] = max(0, self.depth.get(receiver, 1) - 1)
+        for row in await self.store.outbox_delete_many(rows):
+            self.depth[row.receiver] = max(0, self.depth.get(row.receiver, 1) - 1)
 
     async def reschedule(self, row: OutboxRow) -> None:
-        await self.store.call(lambda c: c.execute(
-            "UPDATE alert_outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?",
-            (row.attempts, row.next_attempt_at, row.last_error, row.id)))
+        await self.store.outbox_reschedule(row)
 
     async def drop_except(self, receivers: set[str]) -> dict[str, int]:
         """Delete rows of receivers that are no longer configured; counts per receiver."""
-        def drop(conn: sqlite3.Connection) -> dict[str, int]:
-            found = dict(conn.execute("SELECT receiver, COUNT(*) FROM alert_outbox GROUP BY receiver").fetchall())
-            gone = {r: n for r, n in found.items() if r not in receivers}
-            for r in gone:
-                conn.execute("DELETE FROM alert_outbox WHERE receiver=?", (r,))
-            return gone
-
-        gone = await self.store.call(drop)
+        gone = await self.store.outbox_drop_except(receivers)
         for r in gone:
             self.depth.pop(r, None)
         return gone

@@ -14,7 +14,7 @@ from agent.alerting.engine import AlertingEngine
 from agent.config import load_config
 from agent.core import CheckResult, Status
 from agent.notify.base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
-from agent.store import Store
+from agent.store import SqliteStore, Store
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed "now" for every test
 
@@ -99,7 +99,7 @@ def result(check: str, status: Status, at: float, summary: str = "", **details: 
 
 
 async def open_store(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     await store.open()
     return store
 

@@ -12,7 +12,7 @@ from agent.context import CheckContext
 from agent.core import CheckResult, Status
 from agent.daemon import history_retention
 from agent.runner import execute
-from agent.store import Store
+from agent.store import SqliteStore, Store
 from checks.slo import SloCheck
 
 NOW = 1_800_000_000.0
@@ -55,7 +55,7 @@ def analytic(minutes: int) -> float:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "state.db", default_retention=2 * 86400)
+    s = SqliteStore(tmp_path / "state.db", default_retention=2 * 86400)
     await s.open()
     for k in range(WEEK_MINUTES + 120):
         s.add_result(CheckResult(status=status_of(k), summary="probe", check="api", type="tcp", timestamp=NOW - 30 - 60 * k))

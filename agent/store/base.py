@@ -1,0 +1,153 @@
+"""The state store's interface: everything the agent keeps across restarts, behind one ABC.
+
+Callers (the daemon, alerting, SLO checks, the CLI) see only these operations
+and the plain types of `agent.store.types`; which database holds the data, its
+SQL and its schema migrations are a backend's business (`agent.store.sqlite`
+today). The store is a lower layer than alerting: it stores alerting's
+documents as JSON text without knowing what they are.
+
+What a backend promises: every coroutine is one transaction; `write_alert_changes`
+commits alert state *and* the cycle's outbox rows together, or nothing (that is
+what makes `kill -9` lose no notification); outbox ids only grow; `open()` brings
+an older database up to the current schema version without losing rows.
+
+The outbox is a queue drained by one delivery worker per receiver, through three
+operations that are the claim / ack / retry of a shared queue: `outbox_after`
+hands a worker its receiver's oldest rows past the last id it holds (claim),
+`outbox_delete_many` removes the rows whose send finished (ack) and
+`outbox_reschedule` writes back a retry's attempts and due time (retry). With
+one agent per state directory (a lock file makes it so) nobody else reads a
+receiver's rows, so SQLite needs no lease. A backend shared by several agents
+(PostgreSQL) implements `outbox_after` as `SELECT ... FOR UPDATE SKIP LOCKED`
+over rows whose lease is free or expired, marking them claimed until now + a
+lease; `outbox_delete_many` then deletes only rows it still holds, and
+`outbox_reschedule` releases the lease along with the new due time, so a row
+whose agent died is picked up by another once its lease runs out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Sequence
+from typing import TypeVar
+
+from agent.core import CheckResult
+from agent.store.types import AlertChanges, AlertSnapshot, HistoryPoint, OutboxEntry, SilenceDoc
+
+E = TypeVar("E", bound=OutboxEntry)
+
+
+class StoreSchemaError(RuntimeError):
+    """The database's schema is one this agent cannot use (written by a newer agent)."""
+
+
+class Store(ABC):
+    """Create, `await open()`, use, `await close()`. Each coroutine runs as one transaction."""
+
+    def __init__(self, default_retention: float = 2 * 86400) -> None:
+        self.default_retention = default_retention
+        self._retention: dict[str, float] = {}
+        #: called with the exception when a batched history write fails (the daemon counts them)
+        self.on_error: Callable[[Exception], None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, migrate the schema to the current version, start the history flusher."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush queued history, then disconnect (closing twice is harmless)."""
+
+    # -- meta and schema -----------------------------------------------------------------
+    @abstractmethod
+    async def get_meta(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    async def schema_version(self) -> int:
+        """The schema version the open database is at (after `open()`: the backend's latest)."""
+
+    # -- result history ------------------------------------------------------------------
+    def set_retention(self, check: str, seconds: float) -> None:
+        """Keep a check's history at least this long (SLOs over probe history need their window)."""
+        self._retention[check] = max(seconds, self._retention.get(check, 0.0))
+
+    @abstractmethod
+    def add_result(self, result: CheckResult) -> None:
+        """Queue a result for the next batched write (no I/O here)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Write the queued results now (a failure is logged and reported to `on_error`, not raised)."""
+
+    @abstractmethod
+    async def prune(self, now: float | None = None) -> int:
+        """Delete results older than their check's retention (`set_retention`, else the default); the count."""
+
+    @abstractmethod
+    async def history(self, check: str, since: float, until: float | None = None) -> list[HistoryPoint]:
+        """A check's results in [since, until] (until: now), oldest first, queued ones included."""
+
+    @abstractmethod
+    async def success_counts(self, check: str, since: float, until: float | None = None) -> tuple[int, int]:
+        """(good, total) results in [since, until]; good = OK or WARNING."""
+
+    # -- alert state ---------------------------------------------------------------------
+    @abstractmethod
+    async def load_alert_state(self) -> AlertSnapshot:
+        """Every alert record, group, check status and silence."""
+
+    @abstractmethod
+    async def write_alert_changes(self, changes: AlertChanges) -> None:
+        """One cycle's changes and its new outbox rows in one transaction; sets each new row's `id`.
+
+        Upserts records, groups and statuses, deletes the deleted ones, inserts the outbox rows.
+        If anything fails (say a duplicate idempotency key) nothing is written and it raises."""
+
+    @abstractmethod
+    async def save_silence(self, silence: SilenceDoc) -> None:
+        """Insert a silence or update its end and document (its source never changes)."""
+
+    @abstractmethod
+    async def sync_silences(self, source: str, silences: Sequence[SilenceDoc], expired_before: float) -> None:
+        """Make the silences of `source` exactly these, and delete any silence that ended before `expired_before`."""
+
+    @abstractmethod
+    async def forget_checks(self, keep: Collection[str]) -> None:
+        """Delete the alert records and statuses of checks not in `keep`."""
+
+    # -- outbox (see the module docstring for claim / ack / retry) -----------------------
+    @abstractmethod
+    async def outbox_insert(self, rows: Sequence[OutboxEntry]) -> None:
+        """Insert rows in one transaction, setting each one's `id` (alerting inserts via `write_alert_changes`)."""
+
+    @abstractmethod
+    async def outbox_after(self, receiver: str, after_id: int, limit: int) -> list[OutboxEntry]:
+        """Claim: up to `limit` of a receiver's rows with an id above `after_id`, oldest (lowest id) first."""
+
+    @abstractmethod
+    async def outbox_head(self, receiver: str) -> OutboxEntry | None:
+        """A receiver's oldest row."""
+
+    @abstractmethod
+    async def outbox_rows(self, receiver: str | None = None) -> list[OutboxEntry]:
+        """A receiver's rows (None: everyone's), by id."""
+
+    @abstractmethod
+    async def outbox_delete_many(self, rows: Sequence[E]) -> list[E]:
+        """Ack: delete rows (by id) in one transaction; returns those that were still there."""
+
+    @abstractmethod
+    async def outbox_reschedule(self, row: OutboxEntry) -> None:
+        """Retry: store a row's `attempts`, `next_attempt_at` and `last_error`."""
+
+    @abstractmethod
+    async def outbox_depth(self) -> dict[str, int]:
+        """Rows per receiver (receivers with none are absent)."""
+
+    @abstractmethod
+    async def outbox_drop_except(self, receivers: Collection[str]) -> dict[str, int]:
+        """Delete the rows of receivers not in `receivers`; how many went, per receiver."""

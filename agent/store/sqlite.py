@@ -1,0 +1,401 @@
+"""The SQLite state store (stdlib, WAL): the default backend, one file in the state directory.
+
+All SQL runs on one dedicated thread so the event loop never blocks on disk
+and SQLite sees a single writer; each operation is one `BEGIN IMMEDIATE`
+transaction. Check results are queued in memory and written in batches
+(every `FLUSH_EVERY` seconds or `FLUSH_BATCH` results).
+
+The schema is versioned: `MIGRATIONS` is the ordered list of steps, and the
+`meta` row `schema_version` says how many a database has had. `open()` applies
+the missing ones in one transaction. A database from before the version row is
+treated as version 0: step 1 is the schema as it was then, written with
+`IF NOT EXISTS`, so applying it keeps every table and row such a database has
+and only adds the tables it lacks (alerting's, if alerting never ran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.core import CheckResult, Status
+from agent.store.base import Store, StoreSchemaError
+from agent.store.types import (
+    AlertChanges,
+    AlertSnapshot,
+    HistoryPoint,
+    OutboxEntry,
+    SilenceDoc,
+    doc_dict,
+)
+
+log = logging.getLogger("sre_agent.store")
+T = TypeVar("T")
+E = TypeVar("E", bound=OutboxEntry)
+Migration = Callable[[sqlite3.Connection], None]
+
+#: the meta row holding the number of migrations applied
+VERSION_KEY = "schema_version"
+
+
+def _script(sql: str) -> Migration:
+    """A migration step made of DDL statements (run inside the migration's transaction)."""
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(statement)
+
+    return apply
+
+
+#: v1: result history, meta and alerting's tables, exactly as the agent created them before the
+#: schema was versioned (history and meta at open, alerting's when the alerting engine started)
+_V1 = """
+CREATE TABLE IF NOT EXISTS results (
+    check_name TEXT NOT NULL,
+    ts REAL NOT NULL,
+    status INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_check_ts ON results (check_name, ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_records (
+    dedup_key TEXT PRIMARY KEY, check_name TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_groups (
+    key TEXT PRIMARY KEY, receiver TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_check_status (
+    check_name TEXT PRIMARY KEY, status INTEGER NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_silences (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, ends_at REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, group_key TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL, last_error TEXT, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alert_outbox_receiver ON alert_outbox (receiver, id)
+"""
+
+#: v2: `forget_checks` deletes alert records by check name
+_V2 = "CREATE INDEX IF NOT EXISTS alert_records_check ON alert_records (check_name)"
+
+#: schema steps, oldest first; a database at version n has had the first n. Only ever append.
+MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2))
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_OUTBOX_COLUMNS = "id, receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, last_error, payload"
+
+
+def _outbox_entry(r: tuple[Any, ...]) -> OutboxEntry:
+    return OutboxEntry(id=r[0], receiver=r[1], group_key=r[2], idempotency_key=r[3], created_at=r[4], attempts=r[5],
+                       next_attempt_at=r[6], last_error=r[7], payload=json.loads(r[8]))
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (VERSION_KEY,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, path: object = "") -> int:
+    """Apply the steps a database lacks, in one transaction; returns the version it is at."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(conn)
+        if version > SCHEMA_VERSION:
+            raise StoreSchemaError(f"{path}: schema version {version} is newer than this agent knows "
+                                   f"({SCHEMA_VERSION}); run the newer agent, or move the state directory aside")
+        for step in MIGRATIONS[version:]:
+            step(conn)
+        if version < SCHEMA_VERSION:
+            conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                         (VERSION_KEY, str(SCHEMA_VERSION)))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    if version < SCHEMA_VERSION:
+        log.info("state store %s: schema migrated from version %d to %d", path, version, SCHEMA_VERSION)
+    return SCHEMA_VERSION
+
+
+def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry]) -> None:
+    for row in rows:
+        cur = conn.execute(
+            "INSERT INTO alert_outbox(receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, "
+            "last_error, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.receiver, row.group_key, row.idempotency_key, row.created_at, row.attempts, row.next_attempt_at,
+             row.last_error, json.dumps(row.payload)))
+        row.id = cur.lastrowid
+
+
+def _save_silence(conn: sqlite3.Connection, silence: SilenceDoc) -> None:
+    conn.execute("INSERT INTO alert_silences(id, source, ends_at, data) VALUES(?, ?, ?, ?) "
+                 "ON CONFLICT(id) DO UPDATE SET ends_at=excluded.ends_at, data=excluded.data",
+                 (silence.id, silence.source, silence.ends_at, json.dumps(doc_dict(silence.doc))))
+
+
+class SqliteStore(Store):
+    """SQLite state store at `path` (":memory:" for a throwaway one)."""
+
+    FLUSH_EVERY = 1.0
+    FLUSH_BATCH = 2000
+
+    def __init__(self, path: str | Path, default_retention: float = 2 * 86400) -> None:
+        super().__init__(default_retention)
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sre-agent-store")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, float, int, float, str]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+
+    # -- lifecycle ---------------------------------------------------------
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+        self._last_prune = time.time()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="store-flush")
+
+    def _open_sync(self) -> None:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            migrate(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._conn is not None:
+            await self.flush()
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    # -- running SQL on the store thread --------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` on the store thread inside one transaction."""
+        return await self._run(self._transaction, fn, args)
+
+    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("store is not open")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return out
+
+    # -- meta and schema --------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None:
+        def get(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return row[0] if row else None
+
+        return await self._call(get)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._call(lambda c: c.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)))
+
+    async def schema_version(self) -> int:
+        return await self._call(_version)
+
+    # -- result history -----------------------------------------------------
+    def add_result(self, result: CheckResult) -> None:
+        self._pending.append((result.check, result.timestamp, int(result.status), result.duration_seconds, result.summary[:500]))
+        if len(self._pending) >= self.FLUSH_BATCH and self._flusher is not None:
+            asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            await self._call(lambda c: c.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?)", batch))
+        except Exception as exc:
+            log.error("could not write %d results to %s: %s", len(batch), self.path, exc)
+            if self.on_error:
+                self.on_error(exc)
+        if time.time() - self._last_prune > 600:
+            self._last_prune = time.time()
+            await self.prune()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.FLUSH_EVERY)
+            await self.flush()
+
+    async def prune(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        special = dict(self._retention)
+
+        def prune(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            placeholders = ",".join("?" * len(special))
+            cur = conn.execute(f"DELETE FROM results WHERE ts < ? AND check_name NOT IN ({placeholders})",
+                               (now - self.default_retention, *special))
+            deleted += cur.rowcount
+            for check, keep in special.items():
+                deleted += conn.execute("DELETE FROM results WHERE check_name=? AND ts < ?", (check, now - keep)).rowcount
+            return deleted
+
+        return await self._call(prune)
+
+    async def history(self, check: str, since: float, until: float | None = None) -> list[HistoryPoint]:
+        until = time.time() if until is None else until
+        await self.flush()
+
+        def read(conn: sqlite3.Connection) -> list[HistoryPoint]:
+            rows = conn.execute("SELECT ts, status FROM results WHERE check_name=? AND ts>=? AND ts<=? ORDER BY ts",
+                                (check, since, until)).fetchall()
+            return [HistoryPoint(ts, Status(st)) for ts, st in rows]
+
+        return await self._call(read)
+
+    async def success_counts(self, check: str, since: float, until: float | None = None) -> tuple[int, int]:
+        until = time.time() if until is None else until
+        await self.flush()
+
+        def count(conn: sqlite3.Connection) -> tuple[int, int]:
+            row = conn.execute("SELECT COALESCE(SUM(status IN (0, 1)), 0), COUNT(*) FROM results "
+                               "WHERE check_name=? AND ts>=? AND ts<=?", (check, since, until)).fetchone()
+            return int(row[0]), int(row[1])
+
+        return await self._call(count)
+
+    # -- alert state -----------------------------------------------------------
+    async def load_alert_state(self) -> AlertSnapshot:
+        def load(conn: sqlite3.Connection) -> AlertSnapshot:
+            records = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_records")]
+            groups = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_groups")]
+            statuses = {c: Status(s) for c, s in conn.execute("SELECT check_name, status FROM alert_check_status")}
+            silences = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_silences")]
+            return AlertSnapshot(records, groups, statuses, silences)
+
+        return await self._call(load)
+
+    async def write_alert_changes(self, changes: AlertChanges) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            for rec in changes.records:
+                conn.execute("INSERT INTO alert_records(dedup_key, check_name, data) VALUES(?, ?, ?) "
+                             "ON CONFLICT(dedup_key) DO UPDATE SET data=excluded.data",
+                             (rec.key, rec.check, json.dumps(doc_dict(rec.doc))))
+            for key in changes.deleted_records:
+                conn.execute("DELETE FROM alert_records WHERE dedup_key=?", (key,))
+            for group in changes.groups:
+                conn.execute("INSERT INTO alert_groups(key, receiver, data) VALUES(?, ?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET receiver=excluded.receiver, data=excluded.data",
+                             (group.key, group.receiver, json.dumps(doc_dict(group.doc))))
+            for key in changes.deleted_groups:
+                conn.execute("DELETE FROM alert_groups WHERE key=?", (key,))
+            for check, (status, ts) in changes.statuses.items():
+                conn.execute("INSERT INTO alert_check_status(check_name, status, ts) VALUES(?, ?, ?) "
+                             "ON CONFLICT(check_name) DO UPDATE SET status=excluded.status, ts=excluded.ts",
+                             (check, int(status), ts))
+            _insert_outbox(conn, changes.outbox)
+
+        try:
+            await self._call(write)
+        except Exception:
+            for row in changes.outbox:  # rolled back: no row got an id
+                row.id = None
+            raise
+
+    async def save_silence(self, silence: SilenceDoc) -> None:
+        await self._call(_save_silence, silence)
+
+    async def sync_silences(self, source: str, silences: Sequence[SilenceDoc], expired_before: float) -> None:
+        def sync(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM alert_silences WHERE source=?", (source,))
+            conn.execute("DELETE FROM alert_silences WHERE ends_at < ?", (expired_before,))
+            for s in silences:
+                _save_silence(conn, s)
+
+        await self._call(sync)
+
+    async def forget_checks(self, keep: Collection[str]) -> None:
+        def forget(conn: sqlite3.Connection) -> None:
+            rows: list[Any] = conn.execute("SELECT check_name FROM alert_records UNION "
+                                           "SELECT check_name FROM alert_check_status").fetchall()
+            for (check,) in rows:
+                if check not in keep:
+                    conn.execute("DELETE FROM alert_records WHERE check_name=?", (check,))
+                    conn.execute("DELETE FROM alert_check_status WHERE check_name=?", (check,))
+
+        await self._call(forget)
+
+    # -- outbox ------------------------------------------------------------------
+    async def outbox_insert(self, rows: Sequence[OutboxEntry]) -> None:
+        try:
+            await self._call(_insert_outbox, rows)
+        except Exception:
+            for row in rows:  # rolled back: no row got an id
+                row.id = None
+            raise
+
+    async def outbox_after(self, receiver: str, after_id: int, limit: int) -> list[OutboxEntry]:
+        found = await self._call(lambda c: c.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM alert_outbox WHERE receiver=? AND id>? ORDER BY id LIMIT ?",
+            (receiver, after_id, limit)).fetchall())
+        return [_outbox_entry(r) for r in found]
+
+    async def outbox_head(self, receiver: str) -> OutboxEntry | None:
+        found = await self._call(lambda c: c.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM alert_outbox WHERE receiver=? ORDER BY id LIMIT 1", (receiver,)).fetchone())
+        return _outbox_entry(found) if found else None
+
+    async def outbox_rows(self, receiver: str | None = None) -> list[OutboxEntry]:
+        where, args = ("WHERE receiver=?", (receiver,)) if receiver is not None else ("", ())
+        found = await self._call(lambda c: c.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM alert_outbox {where} ORDER BY id", args).fetchall())
+        return [_outbox_entry(r) for r in found]
+
+    async def outbox_delete_many(self, rows: Sequence[E]) -> list[E]:
+        def delete(conn: sqlite3.Connection) -> list[E]:
+            return [r for r in rows if conn.execute("DELETE FROM alert_outbox WHERE id=?", (r.id,)).rowcount]
+
+        return await self._call(delete)
+
+    async def outbox_reschedule(self, row: OutboxEntry) -> None:
+        await self._call(lambda c: c.execute(
+            "UPDATE alert_outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?",
+            (row.attempts, row.next_attempt_at, row.last_error, row.id)))
+
+    async def outbox_depth(self) -> dict[str, int]:
+        rows = await self._call(lambda c: c.execute(
+            "SELECT receiver, COUNT(*) FROM alert_outbox GROUP BY receiver").fetchall())
+        return {r: n for r, n in rows}
+
+    async def outbox_drop_except(self, receivers: Collection[str]) -> dict[str, int]:
+        def drop(conn: sqlite3.Connection) -> dict[str, int]:
+            found = dict(conn.execute("SELECT receiver, COUNT(*) FROM alert_outbox GROUP BY receiver").fetchall())
+            gone = {r: n for r, n in found.items() if r not in receivers}
+            for r in gone:
+                conn.execute("DELETE FROM alert_outbox WHERE receiver=?", (r,))
+            return gone
+
+        return await self._call(drop)

@@ -1,0 +1,105 @@
+"""The plain data that crosses the store interface, so no layer above needs a backend's types.
+
+Callers hand the store documents and get mappings back: alerting turns its
+records, groups and silences into documents (`to_dict`) and back (`from_dict`);
+the store keeps each document as JSON text and never looks inside it. The few
+columns a backend must query (a record's check, a group's receiver, a
+silence's source and end) travel next to the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias
+
+from agent.core import Status
+
+
+class SupportsToDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: a JSON-able mapping, or an object whose `to_dict()` gives one. The store calls `to_dict()` itself,
+#: on its own thread where it has one, so turning a big group into JSON does not hold up the event loop.
+Doc: TypeAlias = Mapping[str, Any] | SupportsToDict
+
+
+def doc_dict(doc: Doc) -> dict[str, Any]:
+    """The mapping behind a document (for a backend about to serialise it)."""
+    if isinstance(doc, Mapping):
+        return doc if isinstance(doc, dict) else dict(doc)
+    return doc.to_dict()
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    ts: float
+    status: Status
+
+
+@dataclass
+class OutboxEntry:
+    """One queued notification. `id` is assigned by the store on insert; ids only grow."""
+
+    receiver: str
+    group_key: str
+    idempotency_key: str
+    created_at: float
+    payload: dict[str, Any]
+    next_attempt_at: float = 0.0
+    attempts: int = 0
+    last_error: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordDoc:
+    """An alert record, by its dedup key; `check` lets `forget_checks` find it."""
+
+    key: str
+    check: str
+    doc: Doc
+
+
+@dataclass(frozen=True)
+class GroupDoc:
+    """An aggregation group (with its timers), by its key."""
+
+    key: str
+    receiver: str
+    doc: Doc
+
+
+@dataclass(frozen=True)
+class SilenceDoc:
+    """A silence, by id; `source` ("config", "api") and `ends_at` drive `sync_silences`."""
+
+    id: str
+    source: str
+    ends_at: float
+    doc: Doc
+
+
+@dataclass
+class AlertChanges:
+    """What one alerting cycle changed: written by `Store.write_alert_changes` in one transaction."""
+
+    records: list[RecordDoc] = field(default_factory=list)
+    deleted_records: list[str] = field(default_factory=list)
+    groups: list[GroupDoc] = field(default_factory=list)
+    deleted_groups: list[str] = field(default_factory=list)
+    #: check -> (its last status, when it changed), for `depends_on`
+    statuses: dict[str, tuple[Status, float]] = field(default_factory=dict)
+    #: new outbox rows; each gets its `id` set by the write
+    outbox: list[OutboxEntry] = field(default_factory=list)
+
+
+@dataclass
+class AlertSnapshot:
+    """All of alerting's state as stored: documents as mappings, statuses by check."""
+
+    records: list[dict[str, Any]]
+    groups: list[dict[str, Any]]
+    statuses: dict[str, Status]
+    silences: list[dict[str, Any]]

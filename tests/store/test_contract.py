@@ -1,0 +1,333 @@
+"""What every store backend promises (`agent.store.base.Store`), tested through the interface only.
+
+Each test runs once per backend in `tests/store/conftest.py`'s `BACKENDS`; nothing
+here knows which database is behind the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent.core import CheckResult, Status
+from agent.store import (
+    AlertChanges,
+    GroupDoc,
+    HistoryPoint,
+    OutboxEntry,
+    RecordDoc,
+    SilenceDoc,
+    Store,
+)
+from tests.store.conftest import StoreFactory
+
+NOW = 1_800_000_000.0
+
+
+def result(check: str, ts: float, status: Status = Status.OK) -> CheckResult:
+    return CheckResult(status=status, summary=f"{check} {status.name}", check=check, type="t", timestamp=ts)
+
+
+def entry(receiver: str, key: str, at: float = NOW, **payload: Any) -> OutboxEntry:
+    return OutboxEntry(receiver=receiver, group_key="g-" + receiver, idempotency_key=key, created_at=at,
+                       payload={"key": key, **payload}, next_attempt_at=at)
+
+
+class Doc:
+    """An object the store serialises itself (as alerting's records and groups are)."""
+
+    def __init__(self, **data: Any) -> None:
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+async def reopen(store: Store, make_store: StoreFactory) -> Store:
+    await store.close()
+    again = make_store()
+    await again.open()
+    return again
+
+
+# -- schema and meta --------------------------------------------------------------------
+
+async def test_schema_version_is_recorded_and_kept_across_reopen(store: Store, make_store: StoreFactory) -> None:
+    version = await store.schema_version()
+    assert version >= 1
+    again = await reopen(store, make_store)
+    try:
+        assert await again.schema_version() == version
+    finally:
+        await again.close()
+
+
+async def test_meta_get_set_overwrite(store: Store) -> None:
+    assert await store.get_meta("missing") is None
+    await store.set_meta("k", "v1")
+    await store.set_meta("k", "v2")
+    await store.set_meta("other", "x")
+    assert await store.get_meta("k") == "v2"
+    assert await store.get_meta("other") == "x"
+
+
+# -- result history ----------------------------------------------------------------------
+
+async def test_history_reads_queued_results_oldest_first_within_bounds(store: Store) -> None:
+    for i in (3, 1, 2, 0):
+        store.add_result(result("api", NOW + i, Status.CRITICAL if i == 2 else Status.OK))
+    store.add_result(result("web", NOW + 1))
+    # not flushed: history flushes first
+    assert await store.history("api", NOW, NOW + 3) == [
+        HistoryPoint(NOW, Status.OK), HistoryPoint(NOW + 1, Status.OK), HistoryPoint(NOW + 2, Status.CRITICAL),
+        HistoryPoint(NOW + 3, Status.OK)]
+    assert [p.ts for p in await store.history("api", NOW + 1, NOW + 2)] == [NOW + 1, NOW + 2]  # both ends included
+    assert await store.history("nothing", 0, NOW + 10) == []
+
+
+async def test_success_counts_good_is_ok_or_warning(store: Store) -> None:
+    for i, status in enumerate([Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN, Status.OK]):
+        store.add_result(result("api", NOW + i, status))
+    await store.flush()
+    assert await store.success_counts("api", NOW, NOW + 4) == (3, 5)
+    assert await store.success_counts("api", NOW + 2, NOW + 3) == (0, 2)
+    assert await store.success_counts("api", NOW + 10, NOW + 20) == (0, 0)
+    assert await store.success_counts("other", 0, NOW + 20) == (0, 0)
+
+
+async def test_flush_with_nothing_queued_is_a_no_op(store: Store) -> None:
+    await store.flush()
+    await store.flush()
+    assert await store.success_counts("api", 0, NOW) == (0, 0)
+
+
+async def test_prune_keeps_each_checks_retention(make_store: StoreFactory) -> None:
+    store = make_store(default_retention=3600)
+    await store.open()
+    try:
+        store.set_retention("slo", 10 * 86400)
+        store.set_retention("slo", 86400)  # a shorter need does not shorten it
+        store.set_retention("day", 86400)
+        for check in ("plain", "slo", "day"):
+            store.add_result(result(check, NOW - 60))  # inside every retention
+            store.add_result(result(check, NOW - 7200))  # older than the default
+            store.add_result(result(check, NOW - 2 * 86400))  # older than a day
+        await store.flush()
+        assert await store.prune(NOW) == 3  # plain: 2, day: 1 (the 2-day-old one), slo: none
+        assert await store.success_counts("plain", 0, NOW) == (1, 1)
+        assert await store.success_counts("day", 0, NOW) == (2, 2)
+        assert await store.success_counts("slo", 0, NOW) == (3, 3)
+        assert await store.prune(NOW) == 0
+    finally:
+        await store.close()
+
+
+# -- alert state ---------------------------------------------------------------------------
+
+async def test_alert_state_round_trip(store: Store, make_store: StoreFactory) -> None:
+    changes = AlertChanges(
+        records=[RecordDoc("api/", "api", {"state": "firing", "labels": {"team": "ops"}}),
+                 RecordDoc("db/x", "db", Doc(state="pending", n=1))],
+        groups=[GroupDoc("g1", "pager", Doc(key="g1", alerts={"api/": {"s": "é"}}))],
+        statuses={"api": (Status.CRITICAL, NOW), "db": (Status.WARNING, NOW + 1)},
+        outbox=[entry("pager", "k1")])
+    await store.write_alert_changes(changes)
+    assert changes.outbox[0].id is not None
+    snap = await store.load_alert_state()
+    assert sorted(snap.records, key=str) == sorted([{"state": "firing", "labels": {"team": "ops"}},
+                                                    {"state": "pending", "n": 1}], key=str)
+    assert snap.groups == [{"key": "g1", "alerts": {"api/": {"s": "é"}}}]
+    assert snap.statuses == {"api": Status.CRITICAL, "db": Status.WARNING}
+    assert all(isinstance(s, Status) for s in snap.statuses.values())
+    assert snap.silences == []
+    [row] = await store.outbox_rows()
+    assert row == changes.outbox[0]
+    store = await reopen(store, make_store)
+    try:
+        again = await store.load_alert_state()
+        assert (again.records, again.groups, again.statuses) == (snap.records, snap.groups, snap.statuses)
+        assert await store.outbox_rows() == [row]
+    finally:
+        await store.close()
+
+
+async def test_alert_changes_upsert_and_delete(store: Store) -> None:
+    await store.write_alert_changes(AlertChanges(
+        records=[RecordDoc("a", "api", {"v": 1}), RecordDoc("b", "api", {"v": 1})],
+        groups=[GroupDoc("g1", "pager", {"v": 1}), GroupDoc("g2", "pager", {"v": 1})],
+        statuses={"api": (Status.CRITICAL, NOW)}))
+    await store.write_alert_changes(AlertChanges(
+        records=[RecordDoc("a", "api", {"v": 2})], deleted_records=["b", "never-there"],
+        groups=[GroupDoc("g1", "chat", {"v": 2})], deleted_groups=["g2"],
+        statuses={"api": (Status.OK, NOW + 5)}))
+    snap = await store.load_alert_state()
+    assert snap.records == [{"v": 2}]
+    assert snap.groups == [{"v": 2}]
+    assert snap.statuses == {"api": Status.OK}
+
+
+async def test_an_empty_change_set_writes_nothing(store: Store) -> None:
+    await store.write_alert_changes(AlertChanges())
+    snap = await store.load_alert_state()
+    assert (snap.records, snap.groups, snap.statuses, snap.silences) == ([], [], {}, [])
+
+
+async def test_a_failure_mid_batch_commits_nothing(store: Store) -> None:
+    first = entry("pager", "k1")
+    await store.write_alert_changes(AlertChanges(records=[RecordDoc("a", "api", {"v": 1})], outbox=[first]))
+    failing = AlertChanges(
+        records=[RecordDoc("a", "api", {"v": 2}), RecordDoc("b", "db", {"v": 1})],
+        groups=[GroupDoc("g1", "pager", {"v": 1})],
+        statuses={"db": (Status.CRITICAL, NOW)},
+        outbox=[entry("pager", "k2"), entry("pager", "k1")])  # the second reuses an idempotency key
+    with pytest.raises(Exception):  # noqa: B017 - the backend's integrity error
+        await store.write_alert_changes(failing)
+    snap = await store.load_alert_state()
+    assert snap.records == [{"v": 1}] and snap.groups == [] and snap.statuses == {}
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["k1"]
+    assert all(r.id is None for r in failing.outbox)  # no row of a write that failed claims an id
+    assert await store.outbox_depth() == {"pager": 1}
+    # the same batch without the duplicate goes through afterwards
+    failing.outbox.pop()
+    await store.write_alert_changes(failing)
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["k1", "k2"]
+
+
+async def test_silences_save_sync_and_prune(store: Store) -> None:
+    def silence(sid: str, source: str, ends_at: float, **extra: Any) -> SilenceDoc:
+        return SilenceDoc(sid, source, ends_at, {"id": sid, "source": source, "ends_at": ends_at, **extra})
+
+    await store.save_silence(silence("api-old", "api", NOW - 100 * 86400))
+    await store.save_silence(silence("api-live", "api", NOW + 3600))
+    await store.save_silence(silence("api-live", "api", NOW + 7200, comment="extended"))  # update in place
+    await store.sync_silences("config", [silence("cfg-1", "config", NOW + 60)], NOW - 7 * 86400)
+    await store.sync_silences("config", [silence("cfg-2", "config", NOW + 60), silence("cfg-3", "config", NOW - 60)],
+                              NOW - 7 * 86400)
+    by_id = {s["id"]: s for s in (await store.load_alert_state()).silences}
+    assert set(by_id) == {"api-live", "cfg-2", "cfg-3"}  # cfg-1 left the config, api-old ended too long ago
+    assert by_id["api-live"] == {"id": "api-live", "source": "api", "ends_at": NOW + 7200, "comment": "extended"}
+    # a silence that ended before the cut-off goes, whatever its source; one ending later stays
+    await store.sync_silences("config", [], NOW + 100)
+    assert {s["id"] for s in (await store.load_alert_state()).silences} == {"api-live"}
+
+
+async def test_forget_checks_keeps_only_the_named_checks(store: Store) -> None:
+    await store.write_alert_changes(AlertChanges(
+        records=[RecordDoc("api/", "api", {"c": "api"}), RecordDoc("gone/a", "gone", {"c": "gone"}),
+                 RecordDoc("gone/b", "gone", {"c": "gone"})],
+        groups=[GroupDoc("g1", "pager", {"g": 1})],
+        statuses={"api": (Status.OK, NOW), "gone": (Status.CRITICAL, NOW), "status-only": (Status.OK, NOW)}))
+    await store.forget_checks({"api"})
+    snap = await store.load_alert_state()
+    assert snap.records == [{"c": "api"}]
+    assert snap.statuses == {"api": Status.OK}
+    assert snap.groups == [{"g": 1}]  # groups are not per check
+
+
+# -- outbox ----------------------------------------------------------------------------------
+
+async def test_outbox_ids_grow_and_reads_go_by_id(store: Store) -> None:
+    rows = [entry("pager", f"p{i}", at=NOW - i) for i in range(5)] + [entry("chat", "c0")]
+    await store.outbox_insert(rows[:3])
+    await store.outbox_insert(rows[3:])
+    ids = [r.id for r in rows]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["p0", "p1", "p2", "p3", "p4", "c0"]
+    assert [r.idempotency_key for r in await store.outbox_rows("pager")] == ["p0", "p1", "p2", "p3", "p4"]
+    assert await store.outbox_rows("nobody") == []
+    pager = await store.outbox_after("pager", 0, 100)
+    assert pager == rows[:5]
+    assert await store.outbox_after("pager", ids[1] or 0, 2) == rows[2:4]
+    assert await store.outbox_after("pager", ids[4] or 0, 10) == []
+    assert await store.outbox_head("pager") == rows[0]
+    assert await store.outbox_head("chat") == rows[5]
+    assert await store.outbox_head("nobody") is None
+    assert await store.outbox_depth() == {"pager": 5, "chat": 1}
+
+
+async def test_outbox_rows_carry_every_field(store: Store) -> None:
+    row = OutboxEntry(receiver="pager", group_key="gk", idempotency_key="k", created_at=NOW,
+                      payload={"alerts": [{"dedup_key": "api/", "labels": {"é": "ü"}}], "n": 1.5, "none": None},
+                      next_attempt_at=NOW + 5, attempts=2, last_error="HTTP 503")
+    await store.outbox_insert([row])
+    [back] = await store.outbox_rows()
+    assert back == row and back.payload["alerts"][0]["labels"] == {"é": "ü"}
+
+
+async def test_outbox_delete_many_returns_what_was_still_there(store: Store) -> None:
+    rows = [entry("pager", f"p{i}") for i in range(4)]
+    await store.outbox_insert(rows)
+    deleted = await store.outbox_delete_many([rows[0], rows[2]])
+    assert deleted == [rows[0], rows[2]] and deleted[0] is rows[0]
+    assert await store.outbox_delete_many([rows[0], rows[1]]) == [rows[1]]  # rows[0] is already gone
+    assert await store.outbox_delete_many([]) == []
+    assert await store.outbox_rows() == [rows[3]]
+    assert await store.outbox_depth() == {"pager": 1}
+
+
+async def test_outbox_reschedule_stores_the_retry(store: Store) -> None:
+    rows = [entry("pager", "p0"), entry("pager", "p1")]
+    await store.outbox_insert(rows)
+    rows[0].attempts, rows[0].next_attempt_at, rows[0].last_error = 3, NOW + 120, "HTTP 429"
+    await store.outbox_reschedule(rows[0])
+    first, second = await store.outbox_rows()
+    assert (first.attempts, first.next_attempt_at, first.last_error) == (3, NOW + 120, "HTTP 429")
+    assert (second.attempts, second.next_attempt_at, second.last_error) == (0, NOW, None)
+    assert first.id == rows[0].id  # a retry keeps its place in the order
+
+
+async def test_outbox_drop_except(store: Store) -> None:
+    await store.outbox_insert([entry("pager", "p0"), entry("old", "o0"), entry("old", "o1"), entry("gone", "g0")])
+    assert await store.outbox_drop_except({"pager", "unused"}) == {"old": 2, "gone": 1}
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["p0"]
+    assert await store.outbox_depth() == {"pager": 1}
+    assert await store.outbox_drop_except({"pager"}) == {}
+
+
+async def test_outbox_ids_are_never_reused(store: Store, make_store: StoreFactory) -> None:
+    """A delivery worker reads rows past the highest id it holds: a new row must never get an old id."""
+    first = [entry("pager", "p0"), entry("pager", "p1")]
+    await store.outbox_insert(first)
+    await store.outbox_delete_many(first)  # the table is empty again, the highest id included
+    again = [entry("pager", "p2")]
+    await store.outbox_insert(again)
+    assert (again[0].id or 0) > (first[1].id or 0)
+    await store.outbox_delete_many(again)
+    store = await reopen(store, make_store)
+    try:
+        later = [entry("pager", "p3")]
+        await store.write_alert_changes(AlertChanges(outbox=later))
+        assert (later[0].id or 0) > (again[0].id or 0)
+    finally:
+        await store.close()
+
+
+async def test_outbox_insert_failure_inserts_nothing(store: Store) -> None:
+    await store.outbox_insert([entry("pager", "dup")])
+    rows = [entry("pager", "fresh"), entry("pager", "dup")]
+    with pytest.raises(Exception):  # noqa: B017 - the backend's integrity error
+        await store.outbox_insert(rows)
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["dup"]
+    assert [r.id for r in rows] == [None, None]
+
+
+# -- durability --------------------------------------------------------------------------------
+
+async def test_reopen_keeps_everything(store: Store, make_store: StoreFactory) -> None:
+    store.add_result(result("api", NOW, Status.CRITICAL))  # queued only: close() writes it
+    await store.set_meta("k", "v")
+    await store.save_silence(SilenceDoc("s1", "api", NOW + 60, {"id": "s1"}))
+    await store.write_alert_changes(AlertChanges(records=[RecordDoc("api/", "api", {"r": 1})],
+                                                 statuses={"api": (Status.CRITICAL, NOW)},
+                                                 outbox=[entry("pager", "k1")]))
+    store = await reopen(store, make_store)
+    try:
+        assert await store.history("api", 0, NOW) == [HistoryPoint(NOW, Status.CRITICAL)]
+        assert await store.get_meta("k") == "v"
+        snap = await store.load_alert_state()
+        assert snap.records == [{"r": 1}] and snap.statuses == {"api": Status.CRITICAL}
+        assert snap.silences == [{"id": "s1"}]
+        assert [r.idempotency_key for r in await store.outbox_rows()] == ["k1"]
+    finally:
+        await store.close()
