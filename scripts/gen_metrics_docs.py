@@ -31,7 +31,7 @@ def render() -> str:
              "| metric | type | unit | labels | emitted by | description |", "|---|---|---|---|---|---|"]
     for d in CATALOGUE.values():
         labels = ", ".join(d.labels) + (" + the check's labels" if d.check_labels else "")
-        kind = d.type
+        kind: str = d.type
         if d.buckets is not None:
             kind += " (le: " + ", ".join(f"{b:g}" for b in d.buckets) + ")"
         lines.append(f"| `{d.name}` | {kind} | {d.unit} | {labels} | {_COMPONENTS[d.component]} | {_cell(d.help)} |")
