@@ -1,4 +1,5 @@
-"""What the agent saw, as Prometheus metrics. Names are a contract (dashboards, rules).
+"""What the agent saw, as Prometheus metrics. Names are a contract (dashboards, rules),
+so every name, help text and label list comes from `agent.catalogue`.
 
 The registry is injected. Per-check gauges come from a custom collector over
 the latest result of each check, because checks carry their own label sets
@@ -12,16 +13,18 @@ import contextlib
 import threading
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent import __version__
+from agent import __version__, catalogue
 from agent.check import MetricFamily
 from agent.core import CheckResult
 from agent.registry import check_types
 
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: the per-check gauges built from each check's latest result, in exposition order
+RESULT_GAUGES = ("sre_agent_check_status", "sre_agent_check_up", "sre_agent_check_last_run_timestamp_seconds",
+                 "sre_agent_check_observation")
 
 
 class _LatestResults(Collector):
@@ -44,15 +47,11 @@ class _LatestResults(Collector):
 
     def collect(self) -> Iterator[Metric]:
         results = self.latest().values()
-        status = GaugeMetricFamily("sre_agent_check_status", "Last status of the check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
-        up = GaugeMetricFamily("sre_agent_check_up", "1 if the last result was OK or WARNING, else 0", labels=["check", "type"])
-        last = GaugeMetricFamily("sre_agent_check_last_run_timestamp_seconds", "Unix time the check last ran", labels=["check"])
-        obs = GaugeMetricFamily("sre_agent_check_observation", "Numeric observations of the last run (latency, days left, age...)",
-                                labels=["check", "name"])
+        status, up, last, obs = (catalogue.gauge_family(name) for name in RESULT_GAUGES)
         extra = {name: GaugeMetricFamily(name, fam.documentation) for name, fam in self._families.items()}
         for r in results:
             labels = {**r.labels, "check": r.check, "type": r.type}
-            status.add_sample("sre_agent_check_status", labels, float(r.status))
+            status.add_sample(status.name, labels, float(r.status))
             up.add_metric([r.check, r.type], 1.0 if r.status.up else 0.0)
             last.add_metric([r.check], r.timestamp)
             for name, value in r.observations.items():
@@ -73,10 +72,8 @@ class _LatestResults(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Declaring the names lets the registry refuse duplicates at registration.
-        yield GaugeMetricFamily("sre_agent_check_status", "")
-        yield GaugeMetricFamily("sre_agent_check_up", "")
-        yield GaugeMetricFamily("sre_agent_check_last_run_timestamp_seconds", "")
-        yield GaugeMetricFamily("sre_agent_check_observation", "")
+        for name in RESULT_GAUGES:
+            yield GaugeMetricFamily(name, "")
         for name in self._families:
             yield GaugeMetricFamily(name, "")
 
@@ -88,22 +85,16 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.results = _LatestResults(families if families is not None else check_type_families())
         self.registry.register(self.results)
-        self.duration = Histogram("sre_agent_check_duration_seconds", "How long check runs took", ["check", "type"],
-                                  buckets=DURATION_BUCKETS, registry=self.registry)
-        self.runs = Counter("sre_agent_check_runs_total", "Check runs by resulting status", ["check", "type", "status"],
-                            registry=self.registry)
-        self.build_info = Gauge("sre_agent_build_info", "Always 1; the agent's version", ["version"], registry=self.registry)
+        self.duration = catalogue.histogram("sre_agent_check_duration_seconds", self.registry)
+        self.runs = catalogue.counter("sre_agent_check_runs_total", self.registry)
+        self.build_info = catalogue.gauge("sre_agent_build_info", self.registry)
         self.build_info.labels(__version__).set(1)
-        self.reload_ok = Gauge("sre_agent_config_last_reload_successful", "1 if the last config (re)load succeeded",
-                               registry=self.registry)
-        self.reload_time = Gauge("sre_agent_config_last_reload_success_timestamp_seconds",
-                                 "Unix time of the last successful config load", registry=self.registry)
-        self.checks_configured = Gauge("sre_agent_checks_configured", "Checks scheduled by this agent", registry=self.registry)
-        self.schedule_lag = Histogram("sre_agent_check_schedule_lag_seconds", "Delay between a run's due time and its start",
-                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30), registry=self.registry)
-        self.skipped = Counter("sre_agent_check_runs_skipped_total", "Runs skipped because the previous run was still going",
-                               ["check"], registry=self.registry)
-        self.store_errors = Counter("sre_agent_store_errors_total", "Failed writes to the state store", registry=self.registry)
+        self.reload_ok = catalogue.gauge("sre_agent_config_last_reload_successful", self.registry)
+        self.reload_time = catalogue.gauge("sre_agent_config_last_reload_success_timestamp_seconds", self.registry)
+        self.checks_configured = catalogue.gauge("sre_agent_checks_configured", self.registry)
+        self.schedule_lag = catalogue.histogram("sre_agent_check_schedule_lag_seconds", self.registry)
+        self.skipped = catalogue.counter("sre_agent_check_runs_skipped_total", self.registry)
+        self.store_errors = catalogue.counter("sre_agent_store_errors_total", self.registry)
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)

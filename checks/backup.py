@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agent import catalogue
 from agent.core import CheckResult, Sample, Status
 from agent.durations import Duration, format_duration, human
 from checks._backup_sources import (
@@ -159,13 +160,9 @@ class BackupCheck(Check):
     type = "backup"
     Config = BackupConfig
     timeout_status = Status.CRITICAL
-    metric_families = {
-        "sre_agent_backup_age_seconds": MetricFamily("Age of the newest backup"),
-        "sre_agent_backup_size_bytes": MetricFamily("Size of the newest backup"),
-        "sre_agent_backup_restore_duration_seconds": MetricFamily("How long the last restore drill's pg_restore took"),
-        "sre_agent_backup_restore_success": MetricFamily("1 if the last restore drill passed, else 0"),
-        "sre_agent_backup_last_success_timestamp_seconds": MetricFamily("Unix time the newest backup was completed"),
-    }
+    metric_families = catalogue.families("sre_agent_backup_age_seconds", "sre_agent_backup_size_bytes",
+                                         "sre_agent_backup_restore_duration_seconds", "sre_agent_backup_restore_success",
+                                         "sre_agent_backup_last_success_timestamp_seconds", make=MetricFamily)
 
     config: BackupConfig
 

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
+from agent import catalogue
 from agent.core import CheckResult, Sample, Severity, Status
 from agent.durations import Duration, format_duration
 from agent.registry import Section, register_section
@@ -98,10 +99,7 @@ class DataQualityConfig(CheckConfig):
 class DataQualityCheck(Check):
     type = "data_product"
     Config = DataQualityConfig
-    metric_families = {
-        "sre_agent_data_quality_ratio": MetricFamily("Share of rows passing a data quality metric (0..1)",
-                                                     ("check", "metric", "column")),
-    }
+    metric_families = catalogue.families("sre_agent_data_quality_ratio", make=MetricFamily)
 
     config: DataQualityConfig
 

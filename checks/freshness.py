@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from agent import catalogue
 from agent.core import CheckResult, Sample, Status
 from agent.durations import Duration, format_duration, human
 from checks._freshness_sources import (
@@ -78,10 +79,7 @@ class FreshnessConfig(CheckConfig):
 class FreshnessCheck(Check):
     type = "freshness"
     Config = FreshnessConfig
-    metric_families = {
-        "sre_agent_data_freshness_seconds": MetricFamily("Seconds since the dataset was last updated",
-                                                         ("check", "dataset", "domain")),
-    }
+    metric_families = catalogue.families("sre_agent_data_freshness_seconds", make=MetricFamily)
 
     config: FreshnessConfig
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import psutil
 from pydantic import Field, field_validator, model_validator
 
+from agent import catalogue
 from agent.core import CheckResult, Sample, Status
 from checks.base import Check, CheckConfig, MetricFamily, Thresholds
 
@@ -31,8 +32,8 @@ _DEFAULTS: dict[str, dict[str, float]] = {
     "swap_percent": {"warning": 50, "critical": 80},
     "load_per_core": {"warning": 1.5, "critical": 3},
 }
-DISK_RATIO = "sre_agent_host_disk_used_ratio"
-INODES_RATIO = "sre_agent_host_inodes_used_ratio"
+DISK_RATIO = catalogue.get("sre_agent_host_disk_used_ratio").name
+INODES_RATIO = catalogue.get("sre_agent_host_inodes_used_ratio").name
 # Shortest window a CPU reading is averaged over; below it the ratio is noise.
 _MIN_CPU_WINDOW = 0.25
 _PROBLEM_ORDER = {Status.CRITICAL: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.OK: 3}
@@ -169,10 +170,7 @@ def _fmt(value: float) -> str:
 class HostCheck(Check):
     type = "host"
     Config = HostConfig
-    metric_families: ClassVar[dict[str, MetricFamily]] = {
-        DISK_RATIO: MetricFamily("Disk space used per path (0-1)", ("check", "path")),
-        INODES_RATIO: MetricFamily("Inodes used per path (0-1)", ("check", "path")),
-    }
+    metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(DISK_RATIO, INODES_RATIO, make=MetricFamily)
     # A host check that hangs is almost always a filesystem that hangs (a stale
     # NFS mount under a watched path): that is an outage, not a blind spot.
     timeout_status = Status.CRITICAL

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from agent import catalogue
 from agent.core import CheckResult
 from agent.slo.evaluate import BUDGET_REMAINING, BURN_RATE, OBJECTIVE, SLI, evaluate, unknown_result
 from agent.slo.sources import HistorySli, PrometheusSli, SliSource, SourceError
@@ -26,13 +27,8 @@ if TYPE_CHECKING:
 class SloCheck(Check):
     type = "slo"
     Config = SloCheckConfig
-    metric_families: ClassVar[dict[str, MetricFamily]] = {
-        OBJECTIVE: MetricFamily("SLO objective as a ratio (0.999 for 99.9%)", ("slo",)),
-        SLI: MetricFamily("SLI (good / all events) over the window", ("slo", "window")),
-        BUDGET_REMAINING: MetricFamily("Share of the SLO window's error budget left (<= 0: exhausted)", ("slo",)),
-        BURN_RATE: MetricFamily("Error budget burn rate over the window (1 = spends the budget exactly in the SLO window)",
-                                ("slo", "window")),
-    }
+    metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(OBJECTIVE, SLI, BUDGET_REMAINING, BURN_RATE,
+                                                                            make=MetricFamily)
 
     def __init__(self, config: SloCheckConfig, context: CheckContext, clock: Callable[[], float] = time.time) -> None:
         super().__init__(config, context)

@@ -1,4 +1,4 @@
-"""The README's config reference is generated from the models and must not go stale."""
+"""The README's config reference (from the models) and metrics table (from the catalogue) must not go stale."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_config_reference_is_current() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_metrics_table_is_current() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_metrics_docs.py"), "--check"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 

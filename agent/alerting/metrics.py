@@ -4,34 +4,29 @@ Names are a contract (dashboards and the generated alert rules use them):
 `sre_agent_alerts{state,severity}`, `sre_agent_notifications_total{receiver,outcome}`,
 `sre_agent_notification_queue_depth{receiver}`,
 `sre_agent_notification_latency_seconds{receiver}` and
-`sre_agent_alerts_suppressed_total{reason}`.
+`sre_agent_alerts_suppressed_total{reason}`; their definitions are in
+`agent.catalogue`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
+from agent import catalogue
 from agent.core import AlertState, Severity
 
 OUTCOMES = ("sent", "retried", "failed", "dropped")
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
 class AlertingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.alerts = Gauge("sre_agent_alerts", "Alerts by state (pending, firing) and severity",
-                            ["state", "severity"], registry=registry)
-        self.notifications = Counter("sre_agent_notifications", "Notification attempts by receiver and outcome "
-                                     "(sent, retried, failed, dropped)", ["receiver", "outcome"], registry=registry)
-        self.depth = Gauge("sre_agent_notification_queue_depth", "Notifications waiting in the outbox per receiver",
-                           ["receiver"], registry=registry)
-        self.latency_seconds = Histogram("sre_agent_notification_latency_seconds",
-                                         "From notification creation to its acceptance by the receiver",
-                                         ["receiver"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.suppressed = Counter("sre_agent_alerts_suppressed", "Alerts muted, by reason (silenced, inhibited, dependency)",
-                                  ["reason"], registry=registry)
+        self.alerts = catalogue.gauge("sre_agent_alerts", registry)
+        self.notifications = catalogue.counter("sre_agent_notifications_total", registry)
+        self.depth = catalogue.gauge("sre_agent_notification_queue_depth", registry)
+        self.latency_seconds = catalogue.histogram("sre_agent_notification_latency_seconds", registry)
+        self.suppressed = catalogue.counter("sre_agent_alerts_suppressed_total", registry)
         for state in (AlertState.PENDING, AlertState.FIRING):
             for severity in Severity:
                 self.alerts.labels(state.value, severity.value).set(0)

@@ -11,7 +11,8 @@ with chosen numbers. The verdict becomes one `CheckResult`:
   (budget exhausted, no page row firing). A page burn takes precedence over an
   exhausted budget because it is the one still getting worse; `details["firing"]`
   lists every family that holds (`["budget", "burn"]` when both do).
-- `samples` feed `sre_agent_slo_*` gauges: what an SLO dashboard needs.
+- `samples` feed `sre_agent_slo_*` gauges (defined in `agent.catalogue`): what an SLO
+  dashboard needs.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from agent import catalogue
 from agent.core import CheckResult, Sample, Status
 from agent.slo.sources import WindowReading
 from agent.slo.spec import SloSpec
 from agent.slo.windows import AlertKind, AlertWindow, alert_table, error_budget, error_threshold, window_label
 
-OBJECTIVE = "sre_agent_slo_objective_ratio"
-SLI = "sre_agent_slo_sli_ratio"
-BUDGET_REMAINING = "sre_agent_slo_error_budget_remaining_ratio"
-BURN_RATE = "sre_agent_slo_burn_rate"
+# The sample names, checked against the catalogue at import (a KeyError if one is missing there).
+OBJECTIVE = catalogue.get("sre_agent_slo_objective_ratio").name
+SLI = catalogue.get("sre_agent_slo_sli_ratio").name
+BUDGET_REMAINING = catalogue.get("sre_agent_slo_error_budget_remaining_ratio").name
+BURN_RATE = catalogue.get("sre_agent_slo_burn_rate").name
 
 
 @dataclass(frozen=True)
