@@ -96,6 +96,8 @@ CATALOGUE: dict[str, MetricDef] = _defs(
     MetricDef("sre_agent_config_last_reload_success_timestamp_seconds", "gauge",
               "Unix time of the last successful config load", "core", unit="seconds"),
     MetricDef("sre_agent_store_errors_total", "counter", "Failed writes to the state store", "core"),
+    MetricDef("sre_agent_store_size_bytes", "gauge",
+              "Size of the state store on disk (history is trimmed past agent.store_max_size)", "core", unit="bytes"),
     # -- alerting -----------------------------------------------------------------------------
     MetricDef("sre_agent_alerts", "gauge", "Alerts by state (pending, firing) and severity", "alerting",
               ("state", "severity")),

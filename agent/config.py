@@ -23,8 +23,10 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import (
     BaseModel,
+    ByteSize,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -38,6 +40,9 @@ from agent.durations import Duration
 from agent.secrets import expand_env, redact, resolve_secret
 
 EMBEDDED_DEFAULT = "quickstart.yaml"
+#: smallest agent.store_max_size: history trimming must leave room for alert state and the outbox
+MIN_STORE_SIZE = 16 << 20
+_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 
 
 class AgentSettings(Model):
@@ -50,12 +55,37 @@ class AgentSettings(Model):
     log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")
     log_format: str = Field("text", pattern=r"^(text|json)$")
     history_retention: Duration = Field(timedelta(days=2), description="how long check results are kept (longer for SLO checks)")
+    history_raw_retention: Duration = Field(timedelta(hours=1), description="results younger than this are kept one by "
+                                            "one; older ones as one aggregate per check and minute (exact counts)")
+    store_max_size: ByteSize | None = Field(ByteSize(1 << 30), description="cap on the state store's size, e.g. 1GiB or "
+                                            "500MB: past it the oldest history is deleted (alert state never is); "
+                                            "null: no cap")
     prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
 
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
         return resolve_secret(data, "api_token")
+
+    @field_validator("history_retention", "history_raw_retention")
+    @classmethod
+    def _positive_retention(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError(f"{info.field_name} must be positive, e.g. 1h")
+        return v
+
+    @field_validator("store_max_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        try:
+            size = _BYTE_SIZE.validate_python(v)
+        except Exception:
+            raise ValueError(f"store_max_size must be a size such as 1GiB, 500MB or 1073741824, got {v!r}") from None
+        if size < MIN_STORE_SIZE:
+            raise ValueError(f"store_max_size must be at least 16MiB (the alert state and outbox need room), got {v!r}")
+        return size
 
     @field_validator("listen")
     @classmethod

@@ -112,8 +112,11 @@ class Agent:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
         self._lock = StateDirLock(cfg.state_dir)
         self._lock.acquire()  # raises OSError: another agent owns this state directory
-        self.store = store_for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds())
+        self.store = store_for_state_dir(cfg.state_dir, cfg.history_retention.total_seconds(),
+                                         raw_retention=cfg.history_raw_retention.total_seconds(),
+                                         max_size=cfg.store_max_size)
         self.store.on_error = lambda exc: self.metrics.store_errors.inc()
+        self.metrics.store_size.set_function(self.store.size_bytes)
         await self.store.open()
         for name, seconds in history_retention(self.config).items():
             self.store.set_retention(name, seconds)

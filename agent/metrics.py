@@ -95,6 +95,7 @@ class Metrics:
         self.schedule_lag = catalogue.histogram("sre_agent_check_schedule_lag_seconds", self.registry)
         self.skipped = catalogue.counter("sre_agent_check_runs_skipped_total", self.registry)
         self.store_errors = catalogue.counter("sre_agent_store_errors_total", self.registry)
+        self.store_size = catalogue.gauge("sre_agent_store_size_bytes", self.registry)
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)

@@ -233,3 +233,43 @@ def running_target(prefer: str = "auto") -> Iterator[Target]:
         yield target
     finally:
         stop_target(target)
+
+
+def results_path() -> Path:
+    """Where figures go: bench/results/latest.json, or $SRE_AGENT_BENCH_RESULTS (the suite's smoke runs)."""
+    override = os.environ.get("SRE_AGENT_BENCH_RESULTS")
+    return Path(override) if override else Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def machine() -> dict[str, object]:
+    import platform
+
+    return {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
+            "python": platform.python_version(), "system": platform.platform()}
+
+
+def revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_results(key: str, figures: dict[str, object]) -> Path:
+    """Merge one benchmark's figures into the results file under `key` (atomically: temp file + rename)."""
+    import json
+
+    path = results_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {"figures": figures, "machine": machine(), "revision": revision(),
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

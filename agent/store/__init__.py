@@ -23,9 +23,10 @@ from agent.store.types import (
 )
 
 
-def for_state_dir(state_dir: str | Path, default_retention: float) -> Store:
+def for_state_dir(state_dir: str | Path, default_retention: float, *, raw_retention: float = 3600.0,
+                  max_size: int | None = None) -> Store:
     """The agent's store for a state directory (not opened yet): SQLite's `state.db` in it."""
-    return SqliteStore(Path(state_dir) / "state.db", default_retention)
+    return SqliteStore(Path(state_dir) / "state.db", default_retention, raw_retention, max_size)
 
 
 async def open_store(state_dir: str | Path, default_retention: float) -> Store:

@@ -44,8 +44,16 @@ class StoreSchemaError(RuntimeError):
 class Store(ABC):
     """Create, `await open()`, use, `await close()`. Each coroutine runs as one transaction."""
 
-    def __init__(self, default_retention: float = 2 * 86400) -> None:
+    #: history older than the raw retention is kept as aggregates over buckets of this many seconds
+    BUCKET = 60.0
+
+    def __init__(self, default_retention: float = 2 * 86400, raw_retention: float = 3600.0,
+                 max_size: int | None = None) -> None:
         self.default_retention = default_retention
+        #: results younger than this are kept one by one; older ones become one aggregate per check per BUCKET
+        self.raw_retention = min(raw_retention, default_retention)
+        #: when the history takes more than this many bytes, its oldest part is deleted (alert state never is)
+        self.max_size = max_size
         self._retention: dict[str, float] = {}
         #: called with the exception when a batched history write fails (the daemon counts them)
         self.on_error: Callable[[Exception], None] | None = None
@@ -85,15 +93,27 @@ class Store(ABC):
 
     @abstractmethod
     async def prune(self, now: float | None = None) -> int:
-        """Delete results older than their check's retention (`set_retention`, else the default); the count."""
+        """Roll results older than `raw_retention` into per-`BUCKET` aggregates, delete history older than
+        its check's retention (`set_retention`, else the default), then trim the oldest history while the
+        store is over `max_size`; returns how many rows went."""
 
     @abstractmethod
     async def history(self, check: str, since: float, until: float | None = None) -> list[HistoryPoint]:
-        """A check's results in [since, until] (until: now), oldest first, queued ones included."""
+        """A check's results in [since, until] (until: now), oldest first, queued ones included.
+
+        Past the raw retention a point stands for one bucket: its start, its worst status, the mean
+        duration and how many results it aggregates (`count`)."""
 
     @abstractmethod
     async def success_counts(self, check: str, since: float, until: float | None = None) -> tuple[int, int]:
-        """(good, total) results in [since, until]; good = OK or WARNING."""
+        """(good, total) results in [since, until]; good = OK or WARNING.
+
+        Exact while [since, until] is within the raw retention; past it, a bucket counts whole when its
+        start is in the range (an edge error of at most one bucket)."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """What the store takes on disk (or in the database) now, cheaply: for `sre_agent_store_size_bytes`."""
 
     # -- alert state ---------------------------------------------------------------------
     @abstractmethod

@@ -85,8 +85,16 @@ CREATE INDEX IF NOT EXISTS alert_outbox_receiver ON alert_outbox (receiver, id)
 #: v2: `forget_checks` deletes alert records by check name
 _V2 = "CREATE INDEX IF NOT EXISTS alert_records_check ON alert_records (check_name)"
 
+#: v3: history past the raw retention, one row per check per bucket
+_V3 = """
+CREATE TABLE IF NOT EXISTS results_rollup (
+    check_name TEXT NOT NULL, bucket REAL NOT NULL, good INTEGER NOT NULL, total INTEGER NOT NULL,
+    duration_sum REAL NOT NULL, duration_max REAL NOT NULL, worst INTEGER NOT NULL,
+    PRIMARY KEY (check_name, bucket)) WITHOUT ROWID
+"""
+
 #: schema steps, oldest first; a database at version n has had the first n. Only ever append.
-MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2))
+MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2), _script(_V3))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _OUTBOX_COLUMNS = "id, receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, last_error, payload"
@@ -126,6 +134,13 @@ def migrate(conn: sqlite3.Connection, path: object = "") -> int:
     return SCHEMA_VERSION
 
 
+def _delete_rollup(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> int:
+    """Delete aggregates; returns how many results they stood for."""
+    lost = conn.execute(f"SELECT COALESCE(SUM(total), 0) FROM results_rollup WHERE {where}", args).fetchone()[0]
+    conn.execute(f"DELETE FROM results_rollup WHERE {where}", args)
+    return int(lost)
+
+
 def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry]) -> None:
     for row in rows:
         cur = conn.execute(
@@ -148,9 +163,17 @@ class SqliteStore(Store):
     FLUSH_EVERY = 1.0
     FLUSH_BATCH = 2000
 
-    def __init__(self, path: str | Path, default_retention: float = 2 * 86400) -> None:
-        super().__init__(default_retention)
+    PRUNE_EVERY = 600.0
+    #: history trimmed per step while over max_size: the oldest this many seconds of it
+    TRIM_STEP = 3600.0
+
+    def __init__(self, path: str | Path, default_retention: float = 2 * 86400, raw_retention: float = 3600.0,
+                 max_size: int | None = None) -> None:
+        super().__init__(default_retention, raw_retention, max_size)
         self.path = Path(path)
+        #: last status queued per check: a result's summary is stored only when the status changes
+        self._last_status: dict[str, int] = {}
+        self._trim_logged = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sre-agent-store")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[str, float, int, float, str]] = []
@@ -226,7 +249,13 @@ class SqliteStore(Store):
 
     # -- result history -----------------------------------------------------
     def add_result(self, result: CheckResult) -> None:
-        self._pending.append((result.check, result.timestamp, int(result.status), result.duration_seconds, result.summary[:500]))
+        # The summary of a run that changed nothing is the previous one's: storing it again was ~90%
+        # of the history's size, and only transitions are read back.
+        status = int(result.status)
+        changed = self._last_status.get(result.check) != status
+        self._last_status[result.check] = status
+        self._pending.append((result.check, result.timestamp, status, result.duration_seconds,
+                              result.summary[:500] if changed else ""))
         if len(self._pending) >= self.FLUSH_BATCH and self._flusher is not None:
             asyncio.get_running_loop().create_task(self.flush())
 
@@ -240,9 +269,14 @@ class SqliteStore(Store):
             log.error("could not write %d results to %s: %s", len(batch), self.path, exc)
             if self.on_error:
                 self.on_error(exc)
-        if time.time() - self._last_prune > 600:
+        if time.time() - self._last_prune > self.PRUNE_EVERY:
             self._last_prune = time.time()
-            await self.prune()
+            try:
+                await self.prune()
+            except Exception as exc:
+                log.error("could not prune the history in %s: %s", self.path, exc)
+                if self.on_error:
+                    self.on_error(exc)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -251,28 +285,80 @@ class SqliteStore(Store):
 
     async def prune(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
+        await self.flush()
         special = dict(self._retention)
+        bucket = self.BUCKET
+        # only whole buckets are rolled up, so an aggregate never gets more rows of its bucket later
+        cutoff = (now - self.raw_retention) // bucket * bucket
 
         def prune(conn: sqlite3.Connection) -> int:
-            deleted = 0
+            conn.execute(
+                "INSERT INTO results_rollup(check_name, bucket, good, total, duration_sum, duration_max, worst) "
+                "SELECT check_name, CAST(ts / ? AS INTEGER) * ?, SUM(status IN (0, 1)), COUNT(*), SUM(duration), "
+                "MAX(duration), MAX(status) FROM results WHERE ts < ? GROUP BY 1, 2 "
+                "ON CONFLICT(check_name, bucket) DO UPDATE SET good = good + excluded.good, "
+                "total = total + excluded.total, duration_sum = duration_sum + excluded.duration_sum, "
+                "duration_max = MAX(duration_max, excluded.duration_max), worst = MAX(worst, excluded.worst)",
+                (bucket, bucket, cutoff))
+            conn.execute("DELETE FROM results WHERE ts < ?", (cutoff,))  # now in the aggregates
             placeholders = ",".join("?" * len(special))
-            cur = conn.execute(f"DELETE FROM results WHERE ts < ? AND check_name NOT IN ({placeholders})",
-                               (now - self.default_retention, *special))
-            deleted += cur.rowcount
+            deleted = _delete_rollup(conn, f"bucket < ? AND check_name NOT IN ({placeholders})",
+                                     (now - self.default_retention, *special))
             for check, keep in special.items():
-                deleted += conn.execute("DELETE FROM results WHERE check_name=? AND ts < ?", (check, now - keep)).rowcount
+                deleted += _delete_rollup(conn, "check_name=? AND bucket < ?", (check, now - keep))
+            if self.max_size is not None:
+                deleted += self._trim(conn, self.max_size)
             return deleted
 
         return await self._call(prune)
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def _trim(self, conn: sqlite3.Connection, max_size: int) -> int:
+        """Delete the oldest history, an hour at a time, until the database uses under 90% of max_size;
+        returns how many results went."""
+        target = int(max_size * 0.9)
+        deleted = 0
+        for _ in range(10_000):
+            if self._used_bytes(conn) <= target:
+                break
+            row = conn.execute("SELECT MIN(t) FROM (SELECT MIN(bucket) AS t FROM results_rollup "
+                               "UNION ALL SELECT MIN(ts) FROM results)").fetchone()
+            if row is None or row[0] is None:
+                break  # no history left: what remains is alert state and the outbox, never trimmed
+            before = row[0] + self.TRIM_STEP
+            deleted += _delete_rollup(conn, "bucket < ?", (before,))
+            deleted += conn.execute("DELETE FROM results WHERE ts < ?", (before,)).rowcount
+        if deleted and time.time() - self._trim_logged > 3600:
+            self._trim_logged = time.time()
+            log.warning("state store %s is over agent.store_max_size (%d bytes): deleted the oldest %d history rows",
+                        self.path, max_size, deleted)
+        return deleted
+
+    def size_bytes(self) -> int:
+        total = 0
+        if str(self.path) == ":memory:":
+            return 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += (self.path.parent / (self.path.name + suffix)).stat().st_size
+        return total
 
     async def history(self, check: str, since: float, until: float | None = None) -> list[HistoryPoint]:
         until = time.time() if until is None else until
         await self.flush()
 
         def read(conn: sqlite3.Connection) -> list[HistoryPoint]:
-            rows = conn.execute("SELECT ts, status FROM results WHERE check_name=? AND ts>=? AND ts<=? ORDER BY ts",
-                                (check, since, until)).fetchall()
-            return [HistoryPoint(ts, Status(st)) for ts, st in rows]
+            rows = conn.execute(
+                "SELECT bucket, worst, duration_sum / total, total FROM results_rollup "
+                "WHERE check_name=? AND bucket>=? AND bucket<=? "
+                "UNION ALL SELECT ts, status, duration, 1 FROM results WHERE check_name=? AND ts>=? AND ts<=? "
+                "ORDER BY 1", (check, since, until, check, since, until)).fetchall()
+            return [HistoryPoint(ts, Status(st), duration, n) for ts, st, duration, n in rows]
 
         return await self._call(read)
 
@@ -281,9 +367,11 @@ class SqliteStore(Store):
         await self.flush()
 
         def count(conn: sqlite3.Connection) -> tuple[int, int]:
-            row = conn.execute("SELECT COALESCE(SUM(status IN (0, 1)), 0), COUNT(*) FROM results "
+            raw = conn.execute("SELECT COALESCE(SUM(status IN (0, 1)), 0), COUNT(*) FROM results "
                                "WHERE check_name=? AND ts>=? AND ts<=?", (check, since, until)).fetchone()
-            return int(row[0]), int(row[1])
+            rolled = conn.execute("SELECT COALESCE(SUM(good), 0), COALESCE(SUM(total), 0) FROM results_rollup "
+                                  "WHERE check_name=? AND bucket>=? AND bucket<=?", (check, since, until)).fetchone()
+            return int(raw[0]) + int(rolled[0]), int(raw[1]) + int(rolled[1])
 
         return await self._call(count)
 

@@ -36,6 +36,10 @@ def doc_dict(doc: Doc) -> dict[str, Any]:
 class HistoryPoint:
     ts: float
     status: Status
+    #: the run's duration (for an aggregate: the mean); None when not asked for
+    duration: float | None = field(default=None, compare=False)
+    #: results this point stands for: 1, or more for an aggregate of older history
+    count: int = field(default=1, compare=False)
 
 
 @dataclass

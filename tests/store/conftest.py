@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.store import SqliteStore, Store
 
-#: (default_retention) -> a new store over the test's database
+#: (default_retention, raw_retention=..., max_size=...) -> a new store over the test's database
 StoreFactory = Callable[..., Store]
 
 
 def sqlite_backend(tmp_path: Path) -> StoreFactory:
-    def make(default_retention: float = 3600.0) -> Store:
-        return SqliteStore(tmp_path / "state.db", default_retention=default_retention)
+    def make(default_retention: float = 3600.0, **kw: Any) -> Store:
+        return SqliteStore(tmp_path / "state.db", default_retention=default_retention, **kw)
 
     return make
 

@@ -123,6 +123,55 @@ async def test_prune_keeps_each_checks_retention(make_store: StoreFactory) -> No
         await store.close()
 
 
+async def test_old_history_becomes_aggregates_with_exact_counts(make_store: StoreFactory) -> None:
+    store = make_store(default_retention=86400, raw_retention=600)
+    await store.open()
+    try:
+        start = NOW - 7200  # two hours old: past the raw retention
+        for i in range(300):  # five minutes at 1 s, every tenth run failing
+            r = result("api", start + i, Status.CRITICAL if i % 10 == 0 else Status.OK)
+            r.duration_seconds = 0.5 if i % 10 == 0 else 0.1
+            store.add_result(r)
+        store.add_result(result("api", NOW - 10))  # recent: stays one by one
+        before = await store.success_counts("api", start, NOW)
+        assert before == (271, 301)
+        await store.prune(NOW)
+        assert await store.success_counts("api", start, NOW) == before
+        points = await store.history("api", start, NOW)
+        assert [p.ts for p in points] == [start + 60 * k for k in range(5)] + [NOW - 10]
+        assert [p.count for p in points] == [60] * 5 + [1]
+        assert {p.status for p in points[:5]} == {Status.CRITICAL}  # a bucket shows its worst run
+        assert points[0].duration == pytest.approx((6 * 0.5 + 54 * 0.1) / 60)
+        assert points[-1].status == Status.OK
+        await store.prune(NOW)  # aggregating again changes nothing
+        assert await store.success_counts("api", start, NOW) == before
+        assert await store.success_counts("api", start + 120, start + 179) == (54, 60)  # whole buckets
+    finally:
+        await store.close()
+
+
+async def test_aggregates_expire_with_the_checks_retention(make_store: StoreFactory) -> None:
+    store = make_store(default_retention=3600, raw_retention=60)
+    await store.open()
+    try:
+        store.set_retention("slo", 86400)
+        for check in ("plain", "slo"):
+            store.add_result(result(check, NOW - 7200))
+            store.add_result(result(check, NOW - 1800))
+        assert await store.prune(NOW) == 1  # plain's 2-hour-old result
+        assert await store.success_counts("plain", 0, NOW) == (1, 1)
+        assert await store.success_counts("slo", 0, NOW) == (2, 2)
+    finally:
+        await store.close()
+
+
+async def test_size_is_reported(store: Store) -> None:
+    for i in range(100):
+        store.add_result(result("api", NOW + i))
+    await store.flush()
+    assert store.size_bytes() > 0
+
+
 # -- alert state ---------------------------------------------------------------------------
 
 async def test_alert_state_round_trip(store: Store, make_store: StoreFactory) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.core import CheckResult, Status
-from agent.store import SqliteStore, StoreSchemaError
+from agent.store import OutboxEntry, SqliteStore, StoreSchemaError
 from agent.store import for_state_dir as store_for_state_dir
 from agent.store.sqlite import SCHEMA_VERSION, VERSION_KEY
 
@@ -132,7 +132,7 @@ async def test_a_database_from_before_versioning_is_migrated_with_its_rows(tmp_p
         await store.close()
     after = schema_of(path)
     assert {k: after[k] for k in before} == before  # every table and index as it was
-    assert set(after) - set(before) == {"alert_records_check"}  # v2's index
+    assert set(after) - set(before) == {"alert_records_check", "results_rollup"}  # v2's index, v3's table
 
 
 async def test_a_database_where_alerting_never_ran_gets_its_tables(tmp_path: Path) -> None:
@@ -199,3 +199,51 @@ async def test_a_failed_history_write_is_reported_not_raised(tmp_path: Path) -> 
         assert len(errors) == 1 and isinstance(errors[0], sqlite3.OperationalError)
     finally:
         await store.close()
+
+
+async def test_summaries_are_stored_only_when_the_status_changes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        statuses = [Status.OK] * 50 + [Status.CRITICAL] * 50 + [Status.OK] * 50
+        for i, status in enumerate(statuses):
+            store.add_result(CheckResult(status=status, summary="x" * 400, check="api", type="http", timestamp=NOW + i))
+        await store.flush()
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    try:
+        rows = conn.execute("SELECT COUNT(*), SUM(summary != '') FROM results").fetchone()
+    finally:
+        conn.close()
+    assert rows == (150, 3)  # every result kept; a summary at each of the three transitions
+
+
+async def test_history_over_max_size_loses_its_oldest_part_never_alert_state(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db", default_retention=30 * 86400, raw_retention=30 * 86400,
+                        max_size=2_000_000)
+    await store.open()
+    try:
+        await store.outbox_insert([OutboxEntry(receiver="pd", group_key="g", idempotency_key="k", created_at=NOW,
+                                               payload={"p": 1}, next_attempt_at=NOW)])
+        week = 7 * 86400
+        for i in range(120_000):  # ~5 MB of raw history over a week
+            store.add_result(CheckResult(status=Status.OK, summary="", check=f"c{i % 50}", type="http",
+                                         timestamp=NOW - week + i * week / 120_000))
+        await store.flush()
+        assert store.size_bytes() > 2_000_000
+        deleted = await store.prune(NOW)
+        assert deleted > 0
+        newest = await store.history("c0", NOW - 3600, NOW)
+        assert newest  # the most recent hour is kept
+        oldest = await store.history("c0", 0, NOW - week + 86400)
+        assert oldest == []  # the oldest day went first
+        assert [r.idempotency_key for r in await store.outbox_rows()] == ["k"]
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    try:
+        pages, free, size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count", "page_size"))
+    finally:
+        conn.close()
+    assert (pages - free) * size <= 2_000_000
