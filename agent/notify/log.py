@@ -16,7 +16,7 @@ from agent.core import Alert, AlertState, Severity
 from agent.secrets import REDACTOR
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
+from .base import ConfiguredReceiver, Delivery, Notification, Outcome, ReceiverSettings
 
 LOGGER_NAME = "sre_agent.alerts"
 _LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
@@ -27,7 +27,7 @@ class LogSettings(ReceiverSettings):
     """No keys beyond send_resolved and timeout."""
 
 
-class LogReceiver(Receiver):
+class LogReceiver(ConfiguredReceiver[LogSettings]):
     """One structured log line per alert on the sre_agent.alerts logger."""
 
     kind = "log"
@@ -35,8 +35,7 @@ class LogReceiver(Receiver):
 
     def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock,
                  logger: logging.Logger | None = None) -> None:
-        super().__init__(name, settings)
-        self.clock = clock
+        super().__init__(name, settings, clock=clock)
         self.logger = logger or logging.getLogger(LOGGER_NAME)
 
     def fields(self, notification: Notification, alert: Alert, now: float) -> dict[str, Any]:

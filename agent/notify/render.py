@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 import string
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.core import Alert, AlertState, Severity
 
+from .base import Clock as Clock  # re-exported: receivers take the clock type from here
 from .base import Notification
+from .base import system_clock as system_clock
 
-Clock = Callable[[], float]
 ELLIPSIS = "…"
 
 SEVERITY_EMOJI = {
@@ -32,10 +32,6 @@ RESOLVED_EMOJI = "✅"
 
 # Unit tokens in observation names (Prometheus style: the unit is in the name).
 _UNITS = ("seconds", "bytes", "ratio", "percent", "days", "total", "count")
-
-
-def system_clock() -> float:
-    return time.time()
 
 
 def truncate(text: str, limit: int) -> str:

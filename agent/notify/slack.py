@@ -14,18 +14,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from agent.core import Alert, AlertState
-from agent.secrets import REDACTOR, resolve_secret
+from agent.secrets import resolve_secret
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
-from .http import TRANSPORT_ERRORS, classify_status, parse_retry_after, scrub, transport_failure
+from .base import Delivery, Notification, Outcome, ReceiverSettings
+from .http import TRANSPORT_ERRORS, AiohttpReceiver, parse_retry_after, scrub
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -208,30 +207,14 @@ def build_message(notification: Notification, alerts: list[Alert], now: float) -
     return {"text": render.truncate("\n".join(lines), TEXT_MAX), "blocks": blocks}
 
 
-class SlackReceiver(Receiver):
+class SlackReceiver(AiohttpReceiver[SlackSettings]):
     """Posts to an incoming webhook, or with a bot token via chat.postMessage."""
 
     kind = "slack"
     Settings = SlackSettings
 
-    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
-        assert isinstance(settings, SlackSettings)
-        super().__init__(name, settings)
-        self.config = settings
-        self.clock = clock
-        self._secrets = [s.get_secret_value() for s in (settings.webhook_url, settings.token) if s is not None]
-        for secret in self._secrets:
-            REDACTOR.add(secret)
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def _timeout(self) -> float:
-        return self.config.timeout.total_seconds()
-
-    def _client_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
-        return self._session
+    def secret_values(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.config.webhook_url, self.config.token) if s is not None]
 
     async def send(self, notification: Notification) -> Delivery:
         alerts = render.visible_alerts(notification, self.config.send_resolved)
@@ -246,22 +229,21 @@ class SlackReceiver(Receiver):
         except SlackApiError as exc:
             return self._api_error(exc, what)
         except TRANSPORT_ERRORS as exc:
-            return transport_failure(exc, what=what, timeout=self._timeout, secrets=self._secrets)
+            return self.no_answer(exc, what=what)
         except SlackClientError as exc:
-            return Delivery(Outcome.FAILED, scrub(f"{what}: {type(exc).__name__}: {exc}", self._secrets))
+            return Delivery(Outcome.FAILED, scrub(f"{what}: {type(exc).__name__}: {exc}", self.secrets))
 
     async def _webhook(self, url: str, message: dict[str, Any], what: str) -> Delivery:
-        client = AsyncWebhookClient(url, timeout=int(max(1, self._timeout)), session=self._client_session(),
+        client = AsyncWebhookClient(url, timeout=int(max(1, self.timeout_seconds)), session=self.session(),
                                     retry_handlers=[], logger=_SDK_LOGGER)
         response = await client.send(text=message["text"], blocks=message["blocks"], unfurl_links=False)
-        return classify_status(response.status_code, response.headers or {}, response.body or "",
-                               what=what, secrets=self._secrets, clock=self.clock)
+        return self.answer(response.status_code, response.headers or {}, response.body or "", what=what)
 
     async def _post_message(self, message: dict[str, Any], what: str) -> Delivery:
         assert self.config.token is not None and self.config.channel is not None
         client = AsyncWebClient(token=self.config.token.get_secret_value(),
                                 base_url=self.config.base_url or AsyncWebClient.BASE_URL,
-                                timeout=int(max(1, self._timeout)), session=self._client_session(),
+                                timeout=int(max(1, self.timeout_seconds)), session=self.session(),
                                 retry_handlers=[], logger=_SDK_LOGGER)
         response = await client.chat_postMessage(channel=self.config.channel, text=message["text"],
                                                  blocks=message["blocks"], unfurl_links=False)
@@ -272,7 +254,7 @@ class SlackReceiver(Receiver):
         data = response.data if isinstance(response.data, dict) else {}
         error = str(data.get("error") or "")
         status = int(response.status_code)
-        detail = scrub(f"{what}: chat.postMessage HTTP {status}" + (f": {error}" if error else ""), self._secrets)
+        detail = scrub(f"{what}: chat.postMessage HTTP {status}" + (f": {error}" if error else ""), self.secrets)
         if status == 429 or error == "ratelimited":
             headers = response.headers or {}
             value = headers.get("Retry-After") or headers.get("retry-after")
@@ -280,8 +262,3 @@ class SlackReceiver(Receiver):
         if status >= 500 or error in TRANSIENT_ERRORS:
             return Delivery(Outcome.RETRY, detail)
         return Delivery(Outcome.FAILED, detail)
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
