@@ -78,10 +78,12 @@ class AlertmanagerSettings(ReceiverSettings):
 
 
 def labels_for(alert: Alert) -> dict[str, str]:
-    """Alertmanager identifies an alert by its label set: keep it stable and valid."""
+    """Alertmanager identifies an alert by its label set: keep it stable and valid. An alert that
+    moved to other receivers ends the alert Alertmanager has, the one with the severity it was told."""
     labels = {k: v for k, v in alert.labels.items() if LABEL_NAME.match(k) and v}
+    severity = alert.moved_to.previous if alert.state == AlertState.MOVED and alert.moved_to else alert.severity
     labels.update(alertname=alert.labels.get("alertname") or alert.check, check=alert.check,
-                  type=alert.type, severity=alert.severity.value)
+                  type=alert.type, severity=severity.value)
     return labels
 
 
@@ -112,7 +114,8 @@ class AlertmanagerReceiver(HttpxReceiver[AlertmanagerSettings]):
     def alert_body(self, alert: Alert) -> dict[str, Any]:
         now = self.clock()
         annotations = {"summary": alert.summary or alert.check}
-        details = [alert.summary, render.observations_line(alert.observations, 1000), render.elapsed(alert, now)]
+        details = [render.handoff_line(alert), alert.summary, render.observations_line(alert.observations, 1000),
+                   render.elapsed(alert, now)]
         annotations["description"] = render.truncate(" | ".join(d for d in details if d), DESCRIPTION_MAX)
         if alert.runbook_url:
             annotations["runbook_url"] = alert.runbook_url
@@ -122,6 +125,8 @@ class AlertmanagerReceiver(HttpxReceiver[AlertmanagerSettings]):
                                 "startsAt": render.iso8601(starts)}
         if alert.state == AlertState.RESOLVED:
             body["endsAt"] = render.iso8601(max(starts, alert.ends_at if alert.ends_at is not None else now))
+        elif alert.state == AlertState.MOVED:
+            body["endsAt"] = render.iso8601(max(starts, now))  # ended here; it goes on with other receivers
         elif self.config.firing_ttl is not None:
             body["endsAt"] = render.iso8601(now + self.config.firing_ttl.total_seconds())
         if alert.generator_url:

@@ -57,7 +57,7 @@ class Notification:
     #: unique per notification: receivers that support idempotency keys send it, so a retry never doubles
     idempotency_key: str
     created_at: float
-    #: "firing" if any alert in it fires, else "resolved"
+    #: "firing" if any alert in it fires, else "moved" if one went to other receivers, else "resolved"
     kind: str = "firing"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -68,6 +68,11 @@ class Notification:
     @property
     def resolved(self) -> list[Alert]:
         return [a for a in self.alerts if a.state == AlertState.RESOLVED]
+
+    @property
+    def moved(self) -> list[Alert]:
+        """Alerts that still fire but went to other receivers (see `Alert.moved_to`)."""
+        return [a for a in self.alerts if a.state == AlertState.MOVED]
 
 
 class ReceiverSettings(Model):
@@ -95,8 +100,9 @@ class Receiver(abc.ABC):
         self.settings = settings
 
     def accepts(self, notification: Notification) -> bool:
-        """False for a resolved-only notification when `send_resolved` is off."""
-        return bool(notification.firing) or self.settings.send_resolved
+        """False for a resolved-only notification when `send_resolved` is off. An alert that moved to
+        other receivers is news, not a resolve: it is told either way."""
+        return bool(notification.firing or notification.moved) or self.settings.send_resolved
 
     @abc.abstractmethod
     async def send(self, notification: Notification) -> Delivery:

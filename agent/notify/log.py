@@ -46,6 +46,8 @@ class LogReceiver(ConfiguredReceiver[LogSettings]):
             "state": alert.state.value, "severity": alert.severity.value, "check": alert.check,
             "type": alert.type, "status": alert.status.name, "summary": alert.summary,
             "dedup_key": alert.dedup_key, "labels": dict(alert.labels),
+            "moved_to": alert.moved_to.to_dict() if alert.moved_to else None,
+            "moved_from": alert.moved_from.to_dict() if alert.moved_from else None,
             "observations": dict(alert.observations), "runbook_url": alert.runbook_url,
             "generator_url": alert.generator_url,
             "starts_at": render.iso8601(alert.starts_at) if alert.starts_at > 0 else None,
@@ -58,7 +60,7 @@ class LogReceiver(ConfiguredReceiver[LogSettings]):
         now = self.clock()
         alerts = render.visible_alerts(notification, self.settings.send_resolved)
         for alert in alerts:
-            level = logging.INFO if alert.state == AlertState.RESOLVED else _LEVELS[alert.severity]
+            level = logging.INFO if alert.state in (AlertState.RESOLVED, AlertState.MOVED) else _LEVELS[alert.severity]
             line = render.one_line(alert, now)
             if alert.runbook_url:
                 line += f" runbook={alert.runbook_url}"

@@ -112,15 +112,31 @@ class PagerDutyReceiver(HttpxReceiver[PagerDutySettings]):
     def client_options(self) -> dict[str, Any]:
         return {"headers": {"User-Agent": CLIENT}}
 
+    def accepts(self, notification: Notification) -> bool:
+        """A move to other receivers resolves the incident here, so `send_resolved` governs it too."""
+        return bool(notification.firing) or self.settings.send_resolved
+
     def event(self, alert: Alert) -> dict[str, Any]:
-        """The Events API v2 body for one alert."""
+        """The Events API v2 body for one alert.
+
+        An alert that moved to other receivers (de-escalated to warning, now in Slack) resolves its
+        incident: it no longer pages, and an open incident would keep escalating. That resolve carries
+        a payload saying why and where it continues, which PagerDuty shows in the alert's log.
+        """
         key = dedup_key(alert)
         if alert.state == AlertState.RESOLVED:
             return {"routing_key": self._key, "dedup_key": key, "event_action": "resolve"}
         cfg = self.config
         group = render.render_template(cfg.group, alert) if cfg.group else alert.labels.get("service", alert.type)
+        if alert.state == AlertState.MOVED and alert.moved_to is not None:
+            note = render.moved_text(alert.moved_to)
+            summary = f"[{alert.moved_to.direction.upper()}] {alert.check}: {note}; {alert.summary}"
+        else:
+            summary = f"[{alert.severity.value.upper()}] {alert.check}: {alert.summary}"
+            if alert.moved_from is not None:
+                summary += f" ({render.arrived_text(alert.moved_from)})"
         payload: dict[str, Any] = {
-            "summary": render.truncate(f"[{alert.severity.value.upper()}] {alert.check}: {alert.summary}", SUMMARY_MAX),
+            "summary": render.truncate(summary, SUMMARY_MAX),
             "source": self._source,
             "severity": cfg.severity_map[alert.severity],
             "timestamp": render.iso8601(alert.starts_at if alert.starts_at > 0 else self.clock()),
@@ -135,13 +151,15 @@ class PagerDutyReceiver(HttpxReceiver[PagerDutySettings]):
                 "labels": dict(alert.labels),
                 "firing_since": render.iso8601(alert.starts_at) if alert.starts_at > 0 else None,
                 **({"annotations": dict(alert.annotations)} if alert.annotations else {}),
+                **({"moved_to": alert.moved_to.to_dict()} if alert.moved_to else {}),
+                **({"moved_from": alert.moved_from.to_dict()} if alert.moved_from else {}),
             },
         }
         links = [{"href": url, "text": text} for url, text in
                  ((alert.runbook_url, "Runbook"), (alert.generator_url, "Check")) if url]
         event: dict[str, Any] = {
             "routing_key": self._key,
-            "event_action": "trigger",
+            "event_action": "resolve" if alert.state == AlertState.MOVED else "trigger",
             "dedup_key": key,
             "payload": payload,
             "client": CLIENT,
@@ -155,7 +173,7 @@ class PagerDutyReceiver(HttpxReceiver[PagerDutySettings]):
 
     async def send(self, notification: Notification) -> Delivery:
         outcomes: list[Delivery] = []
-        for alert in render.visible_alerts(notification, self.config.send_resolved):
+        for alert in render.visible_alerts(notification, self.config.send_resolved, moved=self.config.send_resolved):
             delivery = await self._post(alert)
             outcomes.append(delivery)
             if delivery.outcome == Outcome.RETRY:

@@ -124,7 +124,26 @@ def _field(label: str, value: str) -> dict[str, Any]:
 def _title(alert: Alert) -> str:
     if alert.state == AlertState.RESOLVED:
         return f"{render.RESOLVED_EMOJI} Resolved: {alert.check}"
+    if alert.state == AlertState.MOVED and alert.moved_to is not None:
+        direction = alert.moved_to.direction.capitalize()
+        return f"{render.emoji(alert)} {direction} to {alert.severity.value.upper()}: {alert.check}"
     return f"{render.emoji(alert)} {alert.severity.value.upper()}: {alert.check}"
+
+
+def _facts(alert: Alert, now: float) -> list[tuple[str, str]]:
+    """The field pairs of a single-alert message: what an on-call person looks at first."""
+    if alert.state == AlertState.RESOLVED:
+        items = [("Status", render.status_text(alert)), ("Lasted", render.lasted(alert, now) or "unknown"),
+                 ("Severity", alert.severity.value)]
+    elif alert.state == AlertState.MOVED and alert.moved_to is not None:
+        items = [("Severity", f"{alert.severity.value} (was {alert.moved_to.previous.value})"),
+                 ("Status", alert.status.name), ("Now with", ", ".join(alert.moved_to.receivers))]
+    else:
+        items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
+        if alert.moved_from is not None:
+            items.append((f"{alert.moved_from.direction.capitalize()} from",
+                          f"{alert.moved_from.previous.value} ({', '.join(alert.moved_from.receivers)})"))
+    return items
 
 
 def _buttons(alert: Alert) -> dict[str, Any] | None:
@@ -146,11 +165,14 @@ def _context(alert: Alert, now: float) -> dict[str, Any]:
 
 
 def _single(alert: Alert, now: float) -> list[dict[str, Any]]:
+    text = alert.summary or "(no summary)"
+    if handoff := render.handoff_line(alert):
+        text = f"{handoff.capitalize()}\n{text}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_title(alert), HEADER_MAX)},
-        {"type": "section", "text": _mrkdwn(md(alert.summary or "(no summary)", SECTION_MAX))},
+        {"type": "section", "text": _mrkdwn(md(text, SECTION_MAX))},
     ]
-    items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
+    items = _facts(alert, now)
     items += render.observation_pairs(alert.observations)
     items += [(k, v) for k, v in sorted(alert.labels.items())]
     if len(items) > FIELDS_MAX:
@@ -168,7 +190,7 @@ def _group_section(alert: Alert, now: float) -> dict[str, Any]:
     when = render.elapsed(alert, now)
     if when:
         head += f" · _{md(when, 60)}_"
-    obs = render.observations_line(alert.observations, 200)
+    obs = "; ".join(x for x in (render.handoff_line(alert), render.observations_line(alert.observations, 200)) if x)
     links = " · ".join(x for x in (link(alert.runbook_url, "Runbook"), link(alert.generator_url, "Check")) if x)
     tail = "".join(f"\n{x}" for x in (md(obs, 250) if obs else "", links) if x)
     budget = max(40, GROUP_ALERT_MAX - len(head) - len(tail) - 1)
@@ -179,7 +201,9 @@ def _group_section(alert: Alert, now: float) -> dict[str, Any]:
 
 
 def _order(alerts: list[Alert]) -> list[Alert]:
-    return sorted(alerts, key=lambda a: (a.state == AlertState.RESOLVED, -a.severity.rank, a.check))
+    """Firing first, then those handed to other receivers, then resolved; worst first within each."""
+    rank = {AlertState.FIRING: 0, AlertState.MOVED: 1, AlertState.RESOLVED: 2}
+    return sorted(alerts, key=lambda a: (rank.get(a.state, 0), -a.severity.rank, a.check))
 
 
 def build_message(notification: Notification, alerts: list[Alert], now: float) -> dict[str, Any]:
@@ -190,8 +214,10 @@ def build_message(notification: Notification, alerts: list[Alert], now: float) -
         text = f"{render.emoji(alert)} {render.one_line(alert, now, TEXT_MAX - 2)}"
         return {"text": render.truncate(text, TEXT_MAX), "blocks": _single(alert, now)}
     title = render.group_title(notification, alerts)
-    firing = [a for a in alerts if a.state != AlertState.RESOLVED]
-    icon = render.SEVERITY_EMOJI[render.worst_severity(firing)] if firing else render.RESOLVED_EMOJI
+    firing = [a for a in alerts if a.state == AlertState.FIRING]
+    moved = [a for a in alerts if a.state == AlertState.MOVED]
+    icon = render.SEVERITY_EMOJI[render.worst_severity(firing)] if firing \
+        else render.emoji(moved[0]) if moved else render.RESOLVED_EMOJI
     blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(f"{icon} {title}", HEADER_MAX)}]
     room = BLOCKS_MAX - 2  # header + closing context
     shown = alerts if len(alerts) <= room else alerts[: room - 1]

@@ -25,7 +25,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from pydantic import Field, SecretStr, field_validator
 from yarl import URL
 
-from agent.core import Alert
+from agent.core import Alert, AlertState
 
 from . import render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
@@ -58,13 +58,20 @@ class WebhookSettings(ReceiverSettings):
         return v
 
 
+def status(alerts: list[Alert]) -> str:
+    """`firing` if any alert fires; `moved` if one still fires but went to other receivers; else `resolved`."""
+    if any(a.state == AlertState.FIRING for a in alerts):
+        return "firing"
+    return "moved" if any(a.state == AlertState.MOVED for a in alerts) else "resolved"
+
+
 def document(notification: Notification, alerts: list[Alert]) -> dict[str, Any]:
     return {
         "version": VERSION,
         "receiver": notification.receiver,
         "group_key": notification.group_key,
         "group_labels": dict(notification.group_labels),
-        "status": "firing" if any(a.firing for a in alerts) else "resolved",
+        "status": status(alerts),
         "alerts": [a.to_dict() for a in alerts],
         "idempotency_key": notification.idempotency_key,
     }
