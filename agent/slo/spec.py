@@ -174,7 +174,8 @@ class SloSpec(Model):
     window: Duration = Field(timedelta(days=30), description="rolling window, e.g. 30d, 28d, 7d")
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on metrics, rules and alerts")
     runbook: str | None = Field(None, description="runbook path (joined to alerting.runbook_base_url) or URL")
-    interval: Duration = Field(timedelta(minutes=1), description="how often the agent evaluates the SLO")
+    interval: Duration = Field(timedelta(minutes=1), description="how often the agent evaluates the SLO "
+                                                                 "(its generated rule groups: at most every 30s)")
     min_events: int = Field(1, ge=1, description="fewer events than this in a window means no data there, not a breach")
     sli: Sli
     prometheus: PrometheusSource | None = Field(None, description="defaults to agent.prometheus_url")
