@@ -44,6 +44,8 @@ class Delivery:
     outcome: Outcome
     detail: str = ""
     retry_after: float | None = None  # seconds, from Retry-After or the peer's own rate-limit answer
+    #: no answer within the receiver's timeout: the peer may still be working on it (and accept it)
+    timed_out: bool = False
 
 
 @dataclass

@@ -82,7 +82,7 @@ def transport_failure(exc: BaseException, *, what: str, timeout: float,
                       secrets: Iterable[str] = ()) -> Delivery:
     """Outcome for a request that got no answer. Config mistakes (bad URL) are FAILED."""
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s")
+        return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s", timed_out=True)
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL
                   | aiohttp.NonHttpUrlClientError):
         return Delivery(Outcome.FAILED, truncate(scrub(f"{what}: invalid URL ({type(exc).__name__})", secrets),
@@ -116,7 +116,8 @@ def merge(deliveries: list[Delivery]) -> Delivery:
     detail = truncate("; ".join(dict.fromkeys(d.detail for d in deliveries if d.detail)), DETAIL_LIMIT)
     if retries:
         hints = [d.retry_after for d in retries if d.retry_after is not None]
-        return Delivery(Outcome.RETRY, detail, max(hints) if hints else None)
+        return Delivery(Outcome.RETRY, detail, max(hints) if hints else None,
+                        timed_out=any(d.timed_out for d in retries))
     if failed:
         return Delivery(Outcome.FAILED, detail)
     return Delivery(Outcome.SENT, detail)
