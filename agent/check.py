@@ -64,7 +64,10 @@ class CheckConfig(Model):
     cron: str | None = Field(None, description="5-field crontab schedule instead of an interval")
     timeout: Duration | None = Field(None, description="hard limit for one run; defaults.timeout if unset")
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on metrics and alerts")
-    severity: Severity | SeverityMap = Field(Severity.CRITICAL, description="alert severity, or {warning: .., critical: ..}")
+    severity: Severity | SeverityMap = Field(
+        default_factory=SeverityMap,
+        description="alert severity, or {warning: .., critical: ..}; default: WARNING results warning, "
+                    "CRITICAL results critical")
     runbook: str | None = Field(None, description="runbook path (relative to alerting.runbook_base_url) or URL")
     alert: AlertPolicy = Field(default_factory=AlertPolicy)
     depends_on: list[str] = Field(default_factory=list, description="checks whose failure suppresses this one's alerts")

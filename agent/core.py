@@ -93,6 +93,39 @@ class AlertState(enum.StrEnum):
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
+    #: only in what one receiver is told: the alert still fires, but a change (of severity, usually)
+    #: routed it to other receivers; `Alert.moved_to` says where. Never an alert record's state.
+    MOVED = "moved"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """An alert passing between receivers while it fires: escalated, de-escalated or rerouted.
+
+    On the copy the old receiver gets (`Alert.moved_to`), `receivers` are the ones that have it
+    now; on the first notification the new receiver gets (`Alert.moved_from`), the ones that had it.
+    """
+
+    direction: str  # "escalated" | "de-escalated" | "rerouted"
+    severity: Severity  # the alert's severity after the move
+    previous: Severity  # and before it
+    receivers: tuple[str, ...]
+
+    @classmethod
+    def between(cls, previous: Severity, severity: Severity, receivers: tuple[str, ...]) -> Handoff:
+        direction = "escalated" if severity.rank > previous.rank else \
+            "de-escalated" if severity.rank < previous.rank else "rerouted"
+        return cls(direction, severity, previous, receivers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"direction": self.direction, "severity": self.severity.value, "previous": self.previous.value,
+                "receivers": list(self.receivers)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Handoff | None:
+        if not d:
+            return None
+        return cls(d["direction"], Severity(d["severity"]), Severity(d["previous"]), tuple(d["receivers"]))
 
 
 @dataclass
@@ -118,6 +151,8 @@ class Alert:
     starts_at: float = 0.0
     ends_at: float | None = None
     suppressed_by: str | None = None
+    moved_to: Handoff | None = None
+    moved_from: Handoff | None = None
 
     @property
     def firing(self) -> bool:
@@ -130,6 +165,8 @@ class Alert:
             "annotations": dict(self.annotations), "observations": dict(self.observations),
             "runbook_url": self.runbook_url, "generator_url": self.generator_url, "status": self.status.name,
             "starts_at": self.starts_at, "ends_at": self.ends_at, "suppressed_by": self.suppressed_by,
+            "moved_to": self.moved_to.to_dict() if self.moved_to else None,
+            "moved_from": self.moved_from.to_dict() if self.moved_from else None,
         }
 
     @classmethod
@@ -140,5 +177,6 @@ class Alert:
             annotations=dict(d.get("annotations", {})), observations=dict(d.get("observations", {})),
             runbook_url=d.get("runbook_url"), generator_url=d.get("generator_url"),
             status=Status[d.get("status", "CRITICAL")], starts_at=d.get("starts_at", 0.0), ends_at=d.get("ends_at"),
-            suppressed_by=d.get("suppressed_by"),
+            suppressed_by=d.get("suppressed_by"), moved_to=Handoff.from_dict(d.get("moved_to")),
+            moved_from=Handoff.from_dict(d.get("moved_from")),
         )

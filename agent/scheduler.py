@@ -5,6 +5,8 @@ run is spread at random across the interval (no thundering herd at start), or
 a cron trigger. `max_instances=1` + coalescing means a slow check skips runs
 instead of piling up; a global semaphore caps how many run at once. Each
 finished run goes to one fan-out callback (metrics, store, alerting).
+The clock (first-run times, lag) and the random source (the first-run
+spread) are constructor arguments, so a schedule is testable without waiting.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -37,11 +39,15 @@ logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 class Scheduler:
     def __init__(self, on_result: Callable[[CheckResult], None], max_concurrency: int = 256,
                  on_lag: Callable[[float], None] | None = None, jitter: bool = True,
-                 on_skip: Callable[[str], None] | None = None) -> None:
+                 on_skip: Callable[[str], None] | None = None, *, clock: Callable[[], float] = time.time,
+                 rng: Callable[[], float] = random.random) -> None:
+        """`clock` gives epoch seconds; `rng` a float in [0, 1) that places each check's first run."""
         self.on_result = on_result
         self.on_lag = on_lag
         self.on_skip = on_skip
         self.jitter = jitter
+        self.clock = clock
+        self.rng = rng
         self.checks: dict[str, Check] = {}
         self.skipped_runs = 0
         self._semaphore = asyncio.Semaphore(max_concurrency)
@@ -91,8 +97,8 @@ class Scheduler:
         else:
             assert cfg.interval is not None
             seconds = cfg.interval.total_seconds()
-            offset = random.uniform(0, seconds) if self.jitter else 0.0
-            start = datetime.now(UTC) + timedelta(seconds=offset)
+            offset = self.rng() * seconds if self.jitter else 0.0
+            start = datetime.fromtimestamp(self.clock() + offset, UTC)
             trigger = IntervalTrigger(seconds=seconds, start_date=start, timezone=UTC)
             grace = max(1, int(seconds))
         self._scheduler.add_job(self._job, trigger, args=[name], id=name, name=name, max_instances=1,
@@ -137,7 +143,7 @@ class Scheduler:
         try:
             async with self._semaphore:
                 if due is not None and self.on_lag is not None:
-                    self.on_lag(max(0.0, time.time() - due))
+                    self.on_lag(max(0.0, self.clock() - due))
                 result = await execute(check)
             try:
                 self.on_result(result)

@@ -186,7 +186,8 @@ class DataProductSpec(Model):
     quality: list[QualityRule] = Field(default_factory=list, description="quality rules, checked on source.table")
     interval: Duration | None = Field(None, description="how often the product's checks run")
     timeout: Duration | None = None
-    severity: Severity | SeverityMap = Severity.CRITICAL
+    severity: Severity | SeverityMap = Field(default_factory=SeverityMap, description="severity of the product's alerts; "
+                                              "default: WARNING results warning, CRITICAL results critical")
     runbook: str | None = None
 
 

@@ -98,3 +98,25 @@ async def test_shutdown_cancels_in_flight_runs() -> None:
     await s.shutdown(grace=0.2)
     assert loop.time() - t0 < 2
     assert not results
+
+
+async def test_first_runs_are_placed_by_the_injected_clock_and_random_source() -> None:
+    t0 = 2_000_000_000.0  # in the future, so each trigger's first run is its start date
+    spread = iter([0.25, 0.75])
+    s = Scheduler(lambda r: None, clock=lambda: t0, rng=lambda: next(spread))
+    s.add(_check(Counts, "early", interval="60s"))
+    s.add(_check(Counts, "late", interval="60s"))
+    s.start()
+    try:
+        early, late = s.next_run("early"), s.next_run("late")
+    finally:
+        await s.shutdown()
+    assert early is not None and late is not None
+    assert (early.timestamp(), late.timestamp()) == (t0 + 15, t0 + 45)
+
+
+async def test_schedule_lag_is_measured_on_the_injected_clock() -> None:
+    lags: list[float] = []
+    s = Scheduler(lambda r: None, on_lag=lags.append, clock=lambda: 1_000.0)
+    await s.run_now(_check(Counts, "counter"), due=997.5)
+    assert lags == [2.5]

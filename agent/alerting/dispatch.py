@@ -10,20 +10,30 @@ already paged is not paged again until its repeat timer (persisted) is due.
 An alert whose labels move it to another group of the same receiver (a
 severity change, a reload with a new `group_by`) carries what was notified
 with it, so the receiver hears an update, not a resolve plus a new page.
+One that moves to other receivers while it fires (warning -> slack becomes
+critical -> pagerduty) is never announced as resolved: the receiver it leaves
+gets it as MOVED with `moved_to` (escalated to critical, now in pagerduty),
+and the first notification of a receiver it joins carries `moved_from`.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.alerting.route import Route, Timing
-from agent.core import Alert, AlertState
+from agent.core import Alert, AlertState, Handoff, Severity
 
 
 def fingerprint(alert: Alert) -> list[str]:
     return [alert.state.value, alert.severity.value]
+
+
+def _told_severity(group: Group, dedup_key: str) -> Severity:
+    """The severity this group last told its receiver for an alert (its current one if never told)."""
+    told = group.notified.get(dedup_key)
+    return Severity(told[1]) if told else group.alerts[dedup_key].severity
 
 
 @dataclass
@@ -38,19 +48,23 @@ class Group:
     notified: dict[str, list[str]] = field(default_factory=dict)
     last_sent_at: float | None = None
     next_flush: float | None = None
+    #: alerts that came from other receivers and have not been notified here yet: where from
+    arrivals: dict[str, Handoff] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "receiver": self.receiver, "route_id": self.route_id, "labels": self.labels,
                 "timing": [self.timing.group_wait, self.timing.group_interval, self.timing.repeat_interval],
                 "created_at": self.created_at, "alerts": {k: a.to_dict() for k, a in self.alerts.items()},
-                "notified": self.notified, "last_sent_at": self.last_sent_at, "next_flush": self.next_flush}
+                "notified": self.notified, "last_sent_at": self.last_sent_at, "next_flush": self.next_flush,
+                "arrivals": {k: h.to_dict() for k, h in self.arrivals.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Group:
+        arrivals = {k: h for k, v in d.get("arrivals", {}).items() if (h := Handoff.from_dict(v)) is not None}
         return cls(key=d["key"], receiver=d["receiver"], route_id=d["route_id"], labels=d["labels"],
                    timing=Timing(*d["timing"]), created_at=d["created_at"],
                    alerts={k: Alert.from_dict(a) for k, a in d["alerts"].items()}, notified=d["notified"],
-                   last_sent_at=d["last_sent_at"], next_flush=d["next_flush"])
+                   last_sent_at=d["last_sent_at"], next_flush=d["next_flush"], arrivals=arrivals)
 
 
 @dataclass
@@ -63,7 +77,9 @@ class Flush:
 
     @property
     def kind(self) -> str:
-        return "firing" if any(a.state == AlertState.FIRING for a in self.alerts) else "resolved"
+        if any(a.state == AlertState.FIRING for a in self.alerts):
+            return "firing"
+        return "moved" if any(a.state == AlertState.MOVED for a in self.alerts) else "resolved"
 
 
 class Dispatcher:
@@ -155,11 +171,17 @@ class Dispatcher:
     # -- alerts in --------------------------------------------------------------------
     def update(self, alert: Alert, now: float) -> None:
         """Put an alert's new snapshot into the groups it routes to (and out of the others)."""
-        current = {g.key: g for g in self.groups_of(alert.dedup_key)}
+        key_ = alert.dedup_key
+        current = {g.key: g for g in self.groups_of(key_)}
         targets: dict[str, Route] = {}
         if alert.state == AlertState.FIRING and self.root is not None:
             for route in self.root.destinations(alert.labels):
                 targets.setdefault(route.group_key(alert.labels), route)
+        receivers = tuple(sorted({r.receiver for r in targets.values()}))
+        # receivers that were told this alert fires and are losing it to `receivers`: with what severity
+        told = {g.receiver: _told_severity(g, key_) for k, g in current.items()
+                if k not in targets and g.receiver not in receivers and key_ in g.notified
+                and g.alerts[key_].state in (AlertState.FIRING, AlertState.MOVED)}
         for key, route in targets.items():
             group = self.groups.get(key)
             if group is None:
@@ -168,11 +190,19 @@ class Dispatcher:
                 self._add(group)
                 self.deleted.discard(key)
             group.timing = route.timing
-            if alert.dedup_key not in group.alerts:
-                self._adopt(group, alert.dedup_key, [g for k, g in current.items() if k not in targets])
+            if key_ not in group.alerts:
+                self._adopt(group, key_, [g for k, g in current.items() if k not in targets])
+                if told and key_ not in group.notified:
+                    group.arrivals[key_] = Handoff.between(
+                        max(told.values(), key=lambda s: s.rank), alert.severity, tuple(sorted(told)))
             self._put(group, alert, now)
         for key, group in current.items():
-            if key in targets or alert.dedup_key not in group.alerts:
+            if key in targets or key_ not in group.alerts:
+                continue
+            if receivers and group.receiver not in receivers:
+                left = replace(alert, state=AlertState.MOVED, moved_from=None,
+                               moved_to=Handoff.between(_told_severity(group, key_), alert.severity, receivers))
+                self._put(group, left, now)
                 continue
             ended = Alert.from_dict({**alert.to_dict(), "state": AlertState.RESOLVED.value,
                                      "ends_at": alert.ends_at or now})
@@ -187,6 +217,8 @@ class Dispatcher:
                 group.notified[dedup_key] = old.notified.pop(dedup_key)
                 if old.last_sent_at is not None and (group.last_sent_at is None or group.last_sent_at < old.last_sent_at):
                     group.last_sent_at = old.last_sent_at
+            if dedup_key in old.arrivals:
+                group.arrivals[dedup_key] = old.arrivals.pop(dedup_key)
             old.alerts.pop(dedup_key, None)
             self._unindex(dedup_key, old.key)
             self.dirty.add(old.key)
@@ -236,14 +268,18 @@ class Dispatcher:
         flush = None
         if firing or resolved:
             if changed or repeat:
-                flush = Flush(group, sorted(firing + resolved, key=lambda a: (a.starts_at, a.dedup_key)), repeat and not changed)
+                shown = [replace(a, moved_from=group.arrivals[a.dedup_key]) if a.dedup_key in group.arrivals else a
+                         for a in firing]
+                flush = Flush(group, sorted(shown + resolved, key=lambda a: (a.starts_at, a.dedup_key)), repeat and not changed)
                 group.last_sent_at = now
                 for a in firing:
                     group.notified[a.dedup_key] = fingerprint(a)
+                    group.arrivals.pop(a.dedup_key, None)
         for a in [a for a in group.alerts.values() if a.state != AlertState.FIRING]:
             group.alerts.pop(a.dedup_key)
             self._unindex(a.dedup_key, group.key)
             group.notified.pop(a.dedup_key, None)
+            group.arrivals.pop(a.dedup_key, None)
         if not group.alerts:
             self._drop(group.key)
         elif group.last_sent_at is not None and any(a.state == AlertState.FIRING for a in group.alerts.values()):

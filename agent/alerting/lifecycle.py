@@ -123,6 +123,7 @@ def evaluate(record: AlertRecord, result: CheckResult, cfg: CheckConfig, now: fl
     if rec.state == AlertState.FIRING and rec.passes >= policy.resolve_after:
         rec.summary = result.summary if result.status == Status.OK else rec.summary
         rec.observations = dict(result.observations) or rec.observations
+        rec.status = Status.OK  # what it recovered to (a result about another family passes for this one)
         return _resolve(rec, now)
     rec.updated_at = now if rec.state == AlertState.FIRING else rec.updated_at
     return rec

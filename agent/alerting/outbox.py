@@ -11,7 +11,10 @@ afterwards, in that order, while the other receivers' workers carry on.
 A RETRY (5xx, timeout, or 429 with the peer's `Retry-After`) is about the
 receiver, not the row: it pauses all of that receiver's rows until the retried
 row is due (exponential backoff with jitter, or the `Retry-After`), and until a
-send gets through again the worker probes with one send at a time. A row older
+send gets through again the worker probes with one send at a time. The backoff
+runs from when the attempt ended; after a timeout it starts from the
+receiver's timeout instead of `initial_backoff` (a peer that did not answer in
+10s is not helped by another request 1s later, and may still accept the last). A row older
 than `max_age` is dropped. The idempotency key is stored with the row, so every
 retry of it (also after a restart) carries the same key.
 """
@@ -189,11 +192,15 @@ class DeliveryWorker:
             self._paused_until = max(self._paused_until, row.next_attempt_at)
             self._probing = True
 
-    def backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Seconds before attempt `attempts + 1`: the peer's Retry-After, else jittered doubling."""
+    def backoff(self, attempts: int, retry_after: float | None, timed_out: bool = False) -> float:
+        """Seconds before attempt `attempts + 1`: the peer's Retry-After, else jittered doubling
+        (from the receiver's timeout, if longer than `initial_backoff`, when the attempt timed out)."""
         if retry_after is not None:
             return max(0.0, retry_after)
-        base = self.settings.initial_backoff.total_seconds() * 2 ** max(0, attempts - 1)
+        first = self.settings.initial_backoff.total_seconds()
+        if timed_out:
+            first = max(first, self.receiver.settings.timeout.total_seconds())
+        base = first * 2 ** max(0, attempts - 1)
         capped = min(self.settings.max_backoff.total_seconds(), base)
         return capped * (0.5 + self.rng() / 2)
 
@@ -223,7 +230,7 @@ class DeliveryWorker:
             self.metrics.outcome(self.name, "dropped")
             log.error("dropped notification %s for receiver %s after %d attempts: older than max_age; last error: %s",
                       row.idempotency_key, self.name, row.attempts, row.last_error or "none")
-        started = [self._launch(row, now) for row in start]
+        started = [self._launch(row) for row in start]
         if expired:
             return started, 0.0
         return started, None if wake is None else max(0.0, wake - now)
@@ -280,10 +287,10 @@ class DeliveryWorker:
             free -= 1
         return start, expired, wake
 
-    def _launch(self, row: OutboxRow, now: float) -> asyncio.Task[None]:
+    def _launch(self, row: OutboxRow) -> asyncio.Task[None]:
         assert row.id is not None
         self._launched += 1
-        task = asyncio.create_task(self._deliver(row, now, self._launched), name=f"outbox-{self.name}-{row.id}")
+        task = asyncio.create_task(self._deliver(row, self._launched), name=f"outbox-{self.name}-{row.id}")
         self._flying[row.id] = task
         return task
 
@@ -294,7 +301,7 @@ class DeliveryWorker:
         self._keys.pop(row.id, None)
         self._flying.pop(row.id, None)
 
-    async def _deliver(self, row: OutboxRow, now: float, seq: int) -> None:
+    async def _deliver(self, row: OutboxRow, seq: int) -> None:
         """Send one row and record the outcome; never raises (but for cancellation)."""
         assert row.id is not None
         try:
@@ -317,12 +324,14 @@ class DeliveryWorker:
             expires = row.created_at + self.settings.max_age.total_seconds()
             row.attempts += 1
             row.last_error = redact(delivery.detail)[:500]
-            row.next_attempt_at = min(now + self.backoff(row.attempts, delivery.retry_after), expires)
+            ended = self.clock()  # the attempt may have taken its whole timeout: back off from its end
+            row.next_attempt_at = min(ended + self.backoff(row.attempts, delivery.retry_after, delivery.timed_out),
+                                      expires)
             self._paused_until = max(self._paused_until, row.next_attempt_at)
             self._probing, self._probe_from = True, self._launched
             self.metrics.outcome(self.name, "retried")
             log.warning("receiver %s: attempt %d of notification %s failed (%s); next try in %.1fs",
-                        self.name, row.attempts, row.idempotency_key, row.last_error, row.next_attempt_at - now)
+                        self.name, row.attempts, row.idempotency_key, row.last_error, row.next_attempt_at - ended)
             await self.outbox.reschedule(row)
         except asyncio.CancelledError:
             raise
@@ -357,7 +366,7 @@ class DeliveryWorker:
             async with asyncio.timeout(guard):
                 return await self.receiver.send(row.notification())
         except TimeoutError:
-            return Delivery(Outcome.RETRY, f"no outcome within {guard:g}s")
+            return Delivery(Outcome.RETRY, f"no outcome within {guard:g}s", timed_out=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a receiver bug must not stop the worker

@@ -17,6 +17,11 @@ and `service`):
   `severity` critical (page) / warning (ticket), `long_window`, `short_window`,
   and `SLOErrorBudgetExhausted` when the remaining budget is <= 0.
 
+The groups are evaluated every `interval` of the SLO, but never more often than
+every 30s (`MIN_RULE_INTERVAL`): an agent may look at an SLO every 5s cheaply,
+while Prometheus would recompute `rate(...[30d])` over a month of samples each
+time (Sloth leaves the interval to Prometheus' default of 1m).
+
 Agent checks: one `SreAgentCheckDown` rule per check (one alert name, told apart
 by the `check` label, so routes and silences match one name), on
 `sre_agent_check_up{check=...} == 0`, `for:` the check's alert window (`alert.for`,
@@ -53,6 +58,8 @@ CHECKS_FILE = "sre-agent-checks.yml"
 DEFAULT_SLO_RUNBOOK = "runbooks/slo-burn.md"
 #: fixed reference for the gap between cron runs, so output never depends on today's date
 _CRON_REFERENCE = datetime(2001, 1, 1, tzinfo=UTC)
+#: SLO rule groups are evaluated at most this often, whatever the SLO's own interval
+MIN_RULE_INTERVAL = timedelta(seconds=30)
 
 
 def build_rules(config: Any) -> dict[str, str]:
@@ -103,11 +110,16 @@ def sli_expression(spec: SloSpec, window: timedelta) -> str:
     return expr
 
 
+def rule_interval(spec: SloSpec) -> timedelta:
+    """How often Prometheus evaluates an SLO's groups: its interval, at least `MIN_RULE_INTERVAL`."""
+    return max(spec.interval, MIN_RULE_INTERVAL)
+
+
 def slo_rule_groups(spec: SloSpec, base_url: str | None = None) -> dict[str, Any]:
     labels = {**spec.all_labels, "slo": spec.name}
     sel = _selector(spec)
     windows = evaluation_windows(spec.window)
-    interval = format_duration(spec.interval)
+    interval = format_duration(rule_interval(spec))
     period = window_label(spec.window)
     budget = error_budget(spec.objective_ratio)
     sli_rules = [{"record": sli_record(w), "expr": sli_expression(spec, w), "labels": dict(labels)} for w in windows]

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from agent.core import Alert, AlertState
 from agent.durations import Duration
-from agent.secrets import REDACTOR, resolve_secret
+from agent.secrets import resolve_secret
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
-from .http import TRANSPORT_ERRORS, classify_status, transport_failure
+from .base import Delivery, Notification, Outcome, ReceiverSettings
+from .http import TRANSPORT_ERRORS, HttpxReceiver
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DESCRIPTION_MAX = 4000
@@ -78,44 +78,44 @@ class AlertmanagerSettings(ReceiverSettings):
 
 
 def labels_for(alert: Alert) -> dict[str, str]:
-    """Alertmanager identifies an alert by its label set: keep it stable and valid."""
+    """Alertmanager identifies an alert by its label set: keep it stable and valid. An alert that
+    moved to other receivers ends the alert Alertmanager has, the one with the severity it was told."""
     labels = {k: v for k, v in alert.labels.items() if LABEL_NAME.match(k) and v}
+    severity = alert.moved_to.previous if alert.state == AlertState.MOVED and alert.moved_to else alert.severity
     labels.update(alertname=alert.labels.get("alertname") or alert.check, check=alert.check,
-                  type=alert.type, severity=alert.severity.value)
+                  type=alert.type, severity=severity.value)
     return labels
 
 
-class AlertmanagerReceiver(Receiver):
+class AlertmanagerReceiver(HttpxReceiver[AlertmanagerSettings]):
     """Posts alerts to an Alertmanager's /api/v2/alerts."""
 
     kind = "alertmanager"
     Settings = AlertmanagerSettings
 
-    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
-        assert isinstance(settings, AlertmanagerSettings)
-        super().__init__(name, settings)
-        self.config = settings
-        self.clock = clock
-        self._secrets: list[str] = []
-        self._headers = {"User-Agent": "sre-agent"}
-        self._auth: httpx.BasicAuth | None = None
-        if settings.bearer_token is not None:
-            token = settings.bearer_token.get_secret_value()
-            self._headers["Authorization"] = f"Bearer {token}"
-            self._secrets.append(token)
-        if settings.basic_auth is not None:
-            assert settings.basic_auth.password is not None  # BasicAuth refuses a missing password
-            password = settings.basic_auth.password.get_secret_value()
-            self._auth = httpx.BasicAuth(settings.basic_auth.username, password)
-            self._secrets.append(password)
-        for secret in self._secrets:
-            REDACTOR.add(secret)
-        self._client: httpx.AsyncClient | None = None
+    def secret_values(self) -> list[str]:
+        cfg = self.config
+        token = cfg.bearer_token.get_secret_value() if cfg.bearer_token is not None else None
+        password = cfg.basic_auth.password.get_secret_value() \
+            if cfg.basic_auth is not None and cfg.basic_auth.password is not None else None
+        return [s for s in (token, password) if s is not None]
+
+    def client_options(self) -> dict[str, Any]:
+        cfg = self.config
+        headers = {"User-Agent": "sre-agent"}
+        if cfg.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {cfg.bearer_token.get_secret_value()}"
+        auth = None
+        if cfg.basic_auth is not None:
+            assert cfg.basic_auth.password is not None  # BasicAuth refuses a missing password
+            auth = httpx.BasicAuth(cfg.basic_auth.username, cfg.basic_auth.password.get_secret_value())
+        return {"headers": headers, "auth": auth}
 
     def alert_body(self, alert: Alert) -> dict[str, Any]:
         now = self.clock()
         annotations = {"summary": alert.summary or alert.check}
-        details = [alert.summary, render.observations_line(alert.observations, 1000), render.elapsed(alert, now)]
+        details = [render.handoff_line(alert), alert.summary, render.observations_line(alert.observations, 1000),
+                   render.elapsed(alert, now)]
         annotations["description"] = render.truncate(" | ".join(d for d in details if d), DESCRIPTION_MAX)
         if alert.runbook_url:
             annotations["runbook_url"] = alert.runbook_url
@@ -125,17 +125,13 @@ class AlertmanagerReceiver(Receiver):
                                 "startsAt": render.iso8601(starts)}
         if alert.state == AlertState.RESOLVED:
             body["endsAt"] = render.iso8601(max(starts, alert.ends_at if alert.ends_at is not None else now))
+        elif alert.state == AlertState.MOVED:
+            body["endsAt"] = render.iso8601(max(starts, now))  # ended here; it goes on with other receivers
         elif self.config.firing_ttl is not None:
             body["endsAt"] = render.iso8601(now + self.config.firing_ttl.total_seconds())
         if alert.generator_url:
             body["generatorURL"] = alert.generator_url
         return body
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.config.timeout.total_seconds(), headers=self._headers,
-                                             auth=self._auth)
-        return self._client
 
     async def send(self, notification: Notification) -> Delivery:
         alerts = render.visible_alerts(notification, self.config.send_resolved)
@@ -144,14 +140,7 @@ class AlertmanagerReceiver(Receiver):
         body = [self.alert_body(a) for a in alerts]
         what = f"alertmanager {self.name}"
         try:
-            response = await self._http().post(f"{self.config.url}/api/v2/alerts", json=body)
+            response = await self.http().post(f"{self.config.url}/api/v2/alerts", json=body)
         except TRANSPORT_ERRORS as exc:
-            return transport_failure(exc, what=what, timeout=self.config.timeout.total_seconds(),
-                                     secrets=self._secrets)
-        return classify_status(response.status_code, response.headers, response.text, what=what,
-                               secrets=self._secrets, clock=self.clock)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            return self.no_answer(exc, what=what)
+        return self.answer(response.status_code, response.headers, response.text, what=what)

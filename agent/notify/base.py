@@ -3,21 +3,34 @@
 A receiver never retries or sleeps by itself; it classifies the answer:
 SENT (accepted), RETRY (429, 5xx, timeout; with `retry_after` when the peer
 said so) or FAILED (a permanent rejection such as PagerDuty's 400).
+
+`ConfiguredReceiver` is the constructor every kind shares: it checks the
+settings model, keeps the clock, and registers the kind's credentials (named
+by `secret_values()`) with the redactor, so a new kind cannot forget to.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import Field, field_validator
 
 from agent.check import Model
 from agent.core import Alert, AlertState
 from agent.durations import Duration
+from agent.secrets import REDACTOR
+
+Clock = Callable[[], float]
+
+
+def system_clock() -> float:
+    return time.time()
 
 
 class Outcome(enum.StrEnum):
@@ -31,6 +44,8 @@ class Delivery:
     outcome: Outcome
     detail: str = ""
     retry_after: float | None = None  # seconds, from Retry-After or the peer's own rate-limit answer
+    #: no answer within the receiver's timeout: the peer may still be working on it (and accept it)
+    timed_out: bool = False
 
 
 @dataclass
@@ -44,7 +59,7 @@ class Notification:
     #: unique per notification: receivers that support idempotency keys send it, so a retry never doubles
     idempotency_key: str
     created_at: float
-    #: "firing" if any alert in it fires, else "resolved"
+    #: "firing" if any alert in it fires, else "moved" if one went to other receivers, else "resolved"
     kind: str = "firing"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -55,6 +70,11 @@ class Notification:
     @property
     def resolved(self) -> list[Alert]:
         return [a for a in self.alerts if a.state == AlertState.RESOLVED]
+
+    @property
+    def moved(self) -> list[Alert]:
+        """Alerts that still fire but went to other receivers (see `Alert.moved_to`)."""
+        return [a for a in self.alerts if a.state == AlertState.MOVED]
 
 
 class ReceiverSettings(Model):
@@ -82,8 +102,9 @@ class Receiver(abc.ABC):
         self.settings = settings
 
     def accepts(self, notification: Notification) -> bool:
-        """False for a resolved-only notification when `send_resolved` is off."""
-        return bool(notification.firing) or self.settings.send_resolved
+        """False for a resolved-only notification when `send_resolved` is off. An alert that moved to
+        other receivers is news, not a resolve: it is told either way."""
+        return bool(notification.firing or notification.moved) or self.settings.send_resolved
 
     @abc.abstractmethod
     async def send(self, notification: Notification) -> Delivery:
@@ -91,3 +112,37 @@ class Receiver(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release clients (HTTP pools) when the receiver is removed or the agent stops."""
+
+
+SettingsT = TypeVar("SettingsT", bound=ReceiverSettings)
+
+
+class ConfiguredReceiver(Receiver, Generic[SettingsT]):
+    """A receiver kind with its own `Settings` model: the one `__init__` every kind shares.
+
+    Subclasses declare `kind` and `Settings`, name their credentials in `secret_values()`
+    and read `self.config` (typed as their settings model) and `self.clock`.
+    """
+
+    config: SettingsT
+    #: this receiver's credentials: registered with the redactor and scrubbed from every detail
+    secrets: list[str]
+
+    def __init__(self, name: str, settings: ReceiverSettings, *, clock: Clock = system_clock) -> None:
+        if not isinstance(settings, self.Settings):
+            raise TypeError(f"{self.kind} receiver {name!r} takes {self.Settings.__name__}, "
+                            f"not {type(settings).__name__}")
+        super().__init__(name, settings)
+        self.config = cast(SettingsT, settings)
+        self.clock = clock
+        self.secrets = [s for s in self.secret_values() if s]
+        for secret in self.secrets:
+            REDACTOR.add(secret)
+
+    def secret_values(self) -> list[str]:
+        """The credentials in `self.config` (tokens, passwords, secret URLs); none by default."""
+        return []
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.settings.timeout.total_seconds()

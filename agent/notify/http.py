@@ -5,6 +5,11 @@ are RETRY with the peer's `Retry-After` when it gave one; any other status is
 a permanent FAILED; timeouts and connection errors are RETRY. Keeping that in
 one module means the outbox sees one vocabulary whatever the peer, and the
 secret scrubbing of error text cannot be forgotten by one receiver.
+
+`HttpxReceiver` and `AiohttpReceiver` are the bases of the HTTP kinds: one
+client (connection pool) per receiver, opened lazily on the running loop with
+the receiver's `timeout`, closed by `close()`; `answer()` / `no_answer()`
+classify with the receiver's own secrets and clock.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ import asyncio
 import math
 from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 import httpx
 
 from agent.secrets import REDACTOR
 
-from .base import Delivery, Outcome
-from .render import Clock, system_clock, truncate
+from .base import Clock, ConfiguredReceiver, Delivery, Outcome, SettingsT, system_clock
+from .render import truncate
 
 DETAIL_LIMIT = 500
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -76,7 +82,7 @@ def transport_failure(exc: BaseException, *, what: str, timeout: float,
                       secrets: Iterable[str] = ()) -> Delivery:
     """Outcome for a request that got no answer. Config mistakes (bad URL) are FAILED."""
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s")
+        return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s", timed_out=True)
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL
                   | aiohttp.NonHttpUrlClientError):
         return Delivery(Outcome.FAILED, truncate(scrub(f"{what}: invalid URL ({type(exc).__name__})", secrets),
@@ -110,7 +116,56 @@ def merge(deliveries: list[Delivery]) -> Delivery:
     detail = truncate("; ".join(dict.fromkeys(d.detail for d in deliveries if d.detail)), DETAIL_LIMIT)
     if retries:
         hints = [d.retry_after for d in retries if d.retry_after is not None]
-        return Delivery(Outcome.RETRY, detail, max(hints) if hints else None)
+        return Delivery(Outcome.RETRY, detail, max(hints) if hints else None,
+                        timed_out=any(d.timed_out for d in retries))
     if failed:
         return Delivery(Outcome.FAILED, detail)
     return Delivery(Outcome.SENT, detail)
+
+
+class HttpReceiver(ConfiguredReceiver[SettingsT]):
+    """A receiver that talks HTTP: answers and transport failures classified with its secrets."""
+
+    def answer(self, status: int, headers: Mapping[str, str], body: str, *, what: str) -> Delivery:
+        return classify_status(status, headers, body, what=what, secrets=self.secrets, clock=self.clock)
+
+    def no_answer(self, exc: BaseException, *, what: str) -> Delivery:
+        return transport_failure(exc, what=what, timeout=self.timeout_seconds, secrets=self.secrets)
+
+
+class HttpxReceiver(HttpReceiver[SettingsT]):
+    """One httpx client per receiver; `client_options()` adds headers or auth."""
+
+    _client: httpx.AsyncClient | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        return {}
+
+    def http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_seconds, **self.client_options())
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class AiohttpReceiver(HttpReceiver[SettingsT]):
+    """One aiohttp session per receiver, reopened if it was closed; `open_session()` may add headers."""
+
+    _session: aiohttp.ClientSession | None = None
+
+    def open_session(self, headers: Mapping[str, str] | None = None) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_seconds), headers=headers)
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = self.open_session()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None

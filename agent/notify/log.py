@@ -16,7 +16,7 @@ from agent.core import Alert, AlertState, Severity
 from agent.secrets import REDACTOR
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
+from .base import ConfiguredReceiver, Delivery, Notification, Outcome, ReceiverSettings
 
 LOGGER_NAME = "sre_agent.alerts"
 _LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
@@ -27,7 +27,7 @@ class LogSettings(ReceiverSettings):
     """No keys beyond send_resolved and timeout."""
 
 
-class LogReceiver(Receiver):
+class LogReceiver(ConfiguredReceiver[LogSettings]):
     """One structured log line per alert on the sre_agent.alerts logger."""
 
     kind = "log"
@@ -35,8 +35,7 @@ class LogReceiver(Receiver):
 
     def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock,
                  logger: logging.Logger | None = None) -> None:
-        super().__init__(name, settings)
-        self.clock = clock
+        super().__init__(name, settings, clock=clock)
         self.logger = logger or logging.getLogger(LOGGER_NAME)
 
     def fields(self, notification: Notification, alert: Alert, now: float) -> dict[str, Any]:
@@ -47,6 +46,8 @@ class LogReceiver(Receiver):
             "state": alert.state.value, "severity": alert.severity.value, "check": alert.check,
             "type": alert.type, "status": alert.status.name, "summary": alert.summary,
             "dedup_key": alert.dedup_key, "labels": dict(alert.labels),
+            "moved_to": alert.moved_to.to_dict() if alert.moved_to else None,
+            "moved_from": alert.moved_from.to_dict() if alert.moved_from else None,
             "observations": dict(alert.observations), "runbook_url": alert.runbook_url,
             "generator_url": alert.generator_url,
             "starts_at": render.iso8601(alert.starts_at) if alert.starts_at > 0 else None,
@@ -59,7 +60,7 @@ class LogReceiver(Receiver):
         now = self.clock()
         alerts = render.visible_alerts(notification, self.settings.send_resolved)
         for alert in alerts:
-            level = logging.INFO if alert.state == AlertState.RESOLVED else _LEVELS[alert.severity]
+            level = logging.INFO if alert.state in (AlertState.RESOLVED, AlertState.MOVED) else _LEVELS[alert.severity]
             line = render.one_line(alert, now)
             if alert.runbook_url:
                 line += f" runbook={alert.runbook_url}"

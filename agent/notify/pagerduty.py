@@ -21,11 +21,11 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.core import Alert, AlertState, Severity
-from agent.secrets import REDACTOR, resolve_secret
+from agent.secrets import resolve_secret
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
-from .http import TRANSPORT_ERRORS, classify_status, merge, scrub, transport_failure
+from .base import Delivery, Notification, Outcome, ReceiverSettings
+from .http import TRANSPORT_ERRORS, HttpxReceiver, merge, scrub
 
 log = logging.getLogger(__name__)
 
@@ -91,32 +91,52 @@ def dedup_key(alert: Alert) -> str:
     return "sre-agent-" + hashlib.sha256(alert.dedup_key.encode()).hexdigest()
 
 
-class PagerDutyReceiver(Receiver):
+class PagerDutyReceiver(HttpxReceiver[PagerDutySettings]):
     """PagerDuty Events API v2: trigger and resolve by the alert's dedup_key."""
 
     kind = "pagerduty"
     Settings = PagerDutySettings
 
-    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
-        assert isinstance(settings, PagerDutySettings)
-        super().__init__(name, settings)
-        self.config = settings
-        self.clock = clock
-        assert settings.routing_key is not None  # the settings model refuses a missing key
-        self._key = settings.routing_key.get_secret_value()
-        REDACTOR.add(self._key)
-        self._source = settings.source or socket.gethostname()
-        self._client: httpx.AsyncClient | None = None
+    def secret_values(self) -> list[str]:
+        assert self.config.routing_key is not None  # the settings model refuses a missing key
+        return [self.config.routing_key.get_secret_value()]
+
+    @property
+    def _key(self) -> str:
+        return self.secrets[0]
+
+    @property
+    def _source(self) -> str:
+        return self.config.source or socket.gethostname()
+
+    def client_options(self) -> dict[str, Any]:
+        return {"headers": {"User-Agent": CLIENT}}
+
+    def accepts(self, notification: Notification) -> bool:
+        """A move to other receivers resolves the incident here, so `send_resolved` governs it too."""
+        return bool(notification.firing) or self.settings.send_resolved
 
     def event(self, alert: Alert) -> dict[str, Any]:
-        """The Events API v2 body for one alert."""
+        """The Events API v2 body for one alert.
+
+        An alert that moved to other receivers (de-escalated to warning, now in Slack) resolves its
+        incident: it no longer pages, and an open incident would keep escalating. That resolve carries
+        a payload saying why and where it continues, which PagerDuty shows in the alert's log.
+        """
         key = dedup_key(alert)
         if alert.state == AlertState.RESOLVED:
             return {"routing_key": self._key, "dedup_key": key, "event_action": "resolve"}
         cfg = self.config
         group = render.render_template(cfg.group, alert) if cfg.group else alert.labels.get("service", alert.type)
+        if alert.state == AlertState.MOVED and alert.moved_to is not None:
+            note = render.moved_text(alert.moved_to)
+            summary = f"[{alert.moved_to.direction.upper()}] {alert.check}: {note}; {alert.summary}"
+        else:
+            summary = f"[{alert.severity.value.upper()}] {alert.check}: {alert.summary}"
+            if alert.moved_from is not None:
+                summary += f" ({render.arrived_text(alert.moved_from)})"
         payload: dict[str, Any] = {
-            "summary": render.truncate(f"[{alert.severity.value.upper()}] {alert.check}: {alert.summary}", SUMMARY_MAX),
+            "summary": render.truncate(summary, SUMMARY_MAX),
             "source": self._source,
             "severity": cfg.severity_map[alert.severity],
             "timestamp": render.iso8601(alert.starts_at if alert.starts_at > 0 else self.clock()),
@@ -131,13 +151,15 @@ class PagerDutyReceiver(Receiver):
                 "labels": dict(alert.labels),
                 "firing_since": render.iso8601(alert.starts_at) if alert.starts_at > 0 else None,
                 **({"annotations": dict(alert.annotations)} if alert.annotations else {}),
+                **({"moved_to": alert.moved_to.to_dict()} if alert.moved_to else {}),
+                **({"moved_from": alert.moved_from.to_dict()} if alert.moved_from else {}),
             },
         }
         links = [{"href": url, "text": text} for url, text in
                  ((alert.runbook_url, "Runbook"), (alert.generator_url, "Check")) if url]
         event: dict[str, Any] = {
             "routing_key": self._key,
-            "event_action": "trigger",
+            "event_action": "resolve" if alert.state == AlertState.MOVED else "trigger",
             "dedup_key": key,
             "payload": payload,
             "client": CLIENT,
@@ -149,14 +171,9 @@ class PagerDutyReceiver(Receiver):
             event["links"] = links
         return event
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.config.timeout.total_seconds(), headers={"User-Agent": CLIENT})
-        return self._client
-
     async def send(self, notification: Notification) -> Delivery:
         outcomes: list[Delivery] = []
-        for alert in render.visible_alerts(notification, self.config.send_resolved):
+        for alert in render.visible_alerts(notification, self.config.send_resolved, moved=self.config.send_resolved):
             delivery = await self._post(alert)
             outcomes.append(delivery)
             if delivery.outcome == Outcome.RETRY:
@@ -169,21 +186,14 @@ class PagerDutyReceiver(Receiver):
         event = self.event(alert)
         what = f"pagerduty {self.name} {event['event_action']} {alert.check}"
         try:
-            response = await self._http().post(self.config.url, json=event)
+            response = await self.http().post(self.config.url, json=event)
         except TRANSPORT_ERRORS as exc:
-            return transport_failure(exc, what=what, timeout=self.config.timeout.total_seconds(),
-                                     secrets=[self._key])
+            return self.no_answer(exc, what=what)
         if response.status_code == 400:
             delivery = Delivery(Outcome.FAILED, _invalid_event(response, what, self._key))
             log.warning("PagerDuty rejected an event, not retrying: %s", delivery.detail)
             return delivery
-        return classify_status(response.status_code, response.headers, response.text, what=what,
-                               secrets=[self._key], clock=self.clock)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        return self.answer(response.status_code, response.headers, response.text, what=what)
 
 
 def _invalid_event(response: httpx.Response, what: str, key: str) -> str:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 import string
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.core import Alert, AlertState, Severity
+from agent.core import Alert, AlertState, Handoff, Severity, Status
 
+from .base import Clock as Clock  # re-exported: receivers take the clock type from here
 from .base import Notification
+from .base import system_clock as system_clock
 
-Clock = Callable[[], float]
 ELLIPSIS = "…"
 
 SEVERITY_EMOJI = {
@@ -29,13 +29,10 @@ SEVERITY_EMOJI = {
     Severity.EMERGENCY: "🚨",
 }
 RESOLVED_EMOJI = "✅"
+MOVED_EMOJI = {"escalated": "⬆️", "de-escalated": "⬇️", "rerouted": "↪️"}
 
 # Unit tokens in observation names (Prometheus style: the unit is in the name).
 _UNITS = ("seconds", "bytes", "ratio", "percent", "days", "total", "count")
-
-
-def system_clock() -> float:
-    return time.time()
 
 
 def truncate(text: str, limit: int) -> str:
@@ -69,9 +66,44 @@ def elapsed(alert: Alert, now: float) -> str:
     if alert.starts_at <= 0:
         return "resolved" if alert.state == AlertState.RESOLVED else ""
     if alert.state == AlertState.RESOLVED:
-        end = alert.ends_at if alert.ends_at is not None else now
-        return f"resolved, lasted {duration_text(end - alert.starts_at)}"
-    return f"{alert.state.value} for {duration_text(now - alert.starts_at)}"
+        return f"resolved, lasted {lasted(alert, now)}"
+    state = AlertState.FIRING if alert.state == AlertState.MOVED else alert.state
+    return f"{state.value} for {duration_text(now - alert.starts_at)}"
+
+
+def lasted(alert: Alert, now: float) -> str:
+    """How long the incident went on: to its end once resolved, else until now; empty if unknown."""
+    if alert.starts_at <= 0:
+        return ""
+    end = alert.ends_at if alert.state == AlertState.RESOLVED and alert.ends_at is not None else now
+    return duration_text(end - alert.starts_at)
+
+
+def status_text(alert: Alert) -> str:
+    """The check's status as the alert stands: what a resolved alert recovered to, not what it was."""
+    if alert.state == AlertState.RESOLVED and alert.status != Status.OK:
+        # resolved without a passing result: the check was disabled or removed, or its alerting turned off
+        return f"not watched any more (last {alert.status.name})"
+    return alert.status.name
+
+
+def moved_text(handoff: Handoff) -> str:
+    """For the receiver an alert left: `escalated to critical → pagerduty`."""
+    return f"{handoff.direction} to {handoff.severity.value} → {', '.join(handoff.receivers)}"
+
+
+def arrived_text(handoff: Handoff) -> str:
+    """For the receiver an alert joined: `escalated from warning (was with slack)`."""
+    return f"{handoff.direction} from {handoff.previous.value} (was with {', '.join(handoff.receivers)})"
+
+
+def handoff_line(alert: Alert) -> str:
+    """What a move between receivers means to this receiver; empty when there was none."""
+    if alert.state == AlertState.MOVED and alert.moved_to is not None:
+        return moved_text(alert.moved_to)
+    if alert.state == AlertState.FIRING and alert.moved_from is not None:
+        return arrived_text(alert.moved_from)
+    return ""
 
 
 def _unit(name: str) -> str | None:
@@ -129,14 +161,20 @@ def observations_line(observations: Mapping[str, float], limit: int = 300) -> st
 
 
 def alert_title(alert: Alert) -> str:
-    """`CRITICAL api-health` / `RESOLVED api-health`."""
+    """`CRITICAL api-health` / `RESOLVED api-health` / `ESCALATED api-health`."""
     if alert.state == AlertState.RESOLVED:
         return f"RESOLVED {alert.check}"
+    if alert.state == AlertState.MOVED and alert.moved_to is not None:
+        return f"{alert.moved_to.direction.upper()} {alert.check}"
     return f"{alert.severity.value.upper()} {alert.check}"
 
 
 def emoji(alert: Alert) -> str:
-    return RESOLVED_EMOJI if alert.state == AlertState.RESOLVED else SEVERITY_EMOJI[alert.severity]
+    if alert.state == AlertState.RESOLVED:
+        return RESOLVED_EMOJI
+    if alert.state == AlertState.MOVED and alert.moved_to is not None:
+        return MOVED_EMOJI[alert.moved_to.direction]
+    return SEVERITY_EMOJI[alert.severity]
 
 
 def worst_severity(alerts: list[Alert]) -> Severity:
@@ -152,17 +190,18 @@ def group_description(notification: Notification) -> str:
 
 
 def group_title(notification: Notification, alerts: list[Alert]) -> str:
-    """`[FIRING:3, RESOLVED:1] service=api`, in Alertmanager's habit."""
-    firing = sum(a.state != AlertState.RESOLVED for a in alerts)
-    resolved = len(alerts) - firing
-    counts = ", ".join(part for part in (f"FIRING:{firing}" if firing else "",
+    """`[FIRING:3, RESOLVED:1] service=api`, in Alertmanager's habit (`MOVED:1` for alerts handed on)."""
+    resolved = sum(a.state == AlertState.RESOLVED for a in alerts)
+    moved = sum(a.state == AlertState.MOVED for a in alerts)
+    firing = len(alerts) - resolved - moved
+    counts = ", ".join(part for part in (f"FIRING:{firing}" if firing else "", f"MOVED:{moved}" if moved else "",
                                          f"RESOLVED:{resolved}" if resolved else "") if part)
     return f"[{counts}] {group_description(notification)}"
 
 
 def one_line(alert: Alert, now: float, limit: int = 1000) -> str:
     """A single readable line: log lines and text fallbacks."""
-    tail = [t for t in (elapsed(alert, now), observations_line(alert.observations, 200)) if t]
+    tail = [t for t in (handoff_line(alert), elapsed(alert, now), observations_line(alert.observations, 200)) if t]
     suffix = f" ({'; '.join(tail)})" if tail else ""
     head = f"[{alert_title(alert)}] "
     return head + truncate(alert.summary or "(no summary)", max(20, limit - len(head) - len(suffix))) + suffix
@@ -173,11 +212,15 @@ def iso8601(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def visible_alerts(notification: Notification, send_resolved: bool) -> list[Alert]:
-    """The alerts a receiver should tell about: resolved ones only when `send_resolved`."""
+def visible_alerts(notification: Notification, send_resolved: bool, moved: bool = True) -> list[Alert]:
+    """The alerts a receiver should tell about: resolved ones only when `send_resolved`; moved ones
+    (still firing, now with other receivers) unless `moved` is False."""
+    wanted = {AlertState.FIRING}
     if send_resolved:
-        return [a for a in notification.alerts if a.state in (AlertState.FIRING, AlertState.RESOLVED)]
-    return notification.firing
+        wanted.add(AlertState.RESOLVED)
+    if moved:
+        wanted.add(AlertState.MOVED)
+    return [a for a in notification.alerts if a.state in wanted]
 
 
 class _Missing(dict[str, Any]):

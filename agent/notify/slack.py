@@ -14,18 +14,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from agent.core import Alert, AlertState
-from agent.secrets import REDACTOR, resolve_secret
+from agent.secrets import resolve_secret
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
-from .http import TRANSPORT_ERRORS, classify_status, parse_retry_after, scrub, transport_failure
+from .base import Delivery, Notification, Outcome, ReceiverSettings
+from .http import TRANSPORT_ERRORS, AiohttpReceiver, parse_retry_after, scrub
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -125,7 +124,26 @@ def _field(label: str, value: str) -> dict[str, Any]:
 def _title(alert: Alert) -> str:
     if alert.state == AlertState.RESOLVED:
         return f"{render.RESOLVED_EMOJI} Resolved: {alert.check}"
+    if alert.state == AlertState.MOVED and alert.moved_to is not None:
+        direction = alert.moved_to.direction.capitalize()
+        return f"{render.emoji(alert)} {direction} to {alert.severity.value.upper()}: {alert.check}"
     return f"{render.emoji(alert)} {alert.severity.value.upper()}: {alert.check}"
+
+
+def _facts(alert: Alert, now: float) -> list[tuple[str, str]]:
+    """The field pairs of a single-alert message: what an on-call person looks at first."""
+    if alert.state == AlertState.RESOLVED:
+        items = [("Status", render.status_text(alert)), ("Lasted", render.lasted(alert, now) or "unknown"),
+                 ("Severity", alert.severity.value)]
+    elif alert.state == AlertState.MOVED and alert.moved_to is not None:
+        items = [("Severity", f"{alert.severity.value} (was {alert.moved_to.previous.value})"),
+                 ("Status", alert.status.name), ("Now with", ", ".join(alert.moved_to.receivers))]
+    else:
+        items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
+        if alert.moved_from is not None:
+            items.append((f"{alert.moved_from.direction.capitalize()} from",
+                          f"{alert.moved_from.previous.value} ({', '.join(alert.moved_from.receivers)})"))
+    return items
 
 
 def _buttons(alert: Alert) -> dict[str, Any] | None:
@@ -147,11 +165,14 @@ def _context(alert: Alert, now: float) -> dict[str, Any]:
 
 
 def _single(alert: Alert, now: float) -> list[dict[str, Any]]:
+    text = alert.summary or "(no summary)"
+    if handoff := render.handoff_line(alert):
+        text = f"{handoff.capitalize()}\n{text}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_title(alert), HEADER_MAX)},
-        {"type": "section", "text": _mrkdwn(md(alert.summary or "(no summary)", SECTION_MAX))},
+        {"type": "section", "text": _mrkdwn(md(text, SECTION_MAX))},
     ]
-    items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
+    items = _facts(alert, now)
     items += render.observation_pairs(alert.observations)
     items += [(k, v) for k, v in sorted(alert.labels.items())]
     if len(items) > FIELDS_MAX:
@@ -169,7 +190,7 @@ def _group_section(alert: Alert, now: float) -> dict[str, Any]:
     when = render.elapsed(alert, now)
     if when:
         head += f" · _{md(when, 60)}_"
-    obs = render.observations_line(alert.observations, 200)
+    obs = "; ".join(x for x in (render.handoff_line(alert), render.observations_line(alert.observations, 200)) if x)
     links = " · ".join(x for x in (link(alert.runbook_url, "Runbook"), link(alert.generator_url, "Check")) if x)
     tail = "".join(f"\n{x}" for x in (md(obs, 250) if obs else "", links) if x)
     budget = max(40, GROUP_ALERT_MAX - len(head) - len(tail) - 1)
@@ -180,7 +201,9 @@ def _group_section(alert: Alert, now: float) -> dict[str, Any]:
 
 
 def _order(alerts: list[Alert]) -> list[Alert]:
-    return sorted(alerts, key=lambda a: (a.state == AlertState.RESOLVED, -a.severity.rank, a.check))
+    """Firing first, then those handed to other receivers, then resolved; worst first within each."""
+    rank = {AlertState.FIRING: 0, AlertState.MOVED: 1, AlertState.RESOLVED: 2}
+    return sorted(alerts, key=lambda a: (rank.get(a.state, 0), -a.severity.rank, a.check))
 
 
 def build_message(notification: Notification, alerts: list[Alert], now: float) -> dict[str, Any]:
@@ -191,8 +214,10 @@ def build_message(notification: Notification, alerts: list[Alert], now: float) -
         text = f"{render.emoji(alert)} {render.one_line(alert, now, TEXT_MAX - 2)}"
         return {"text": render.truncate(text, TEXT_MAX), "blocks": _single(alert, now)}
     title = render.group_title(notification, alerts)
-    firing = [a for a in alerts if a.state != AlertState.RESOLVED]
-    icon = render.SEVERITY_EMOJI[render.worst_severity(firing)] if firing else render.RESOLVED_EMOJI
+    firing = [a for a in alerts if a.state == AlertState.FIRING]
+    moved = [a for a in alerts if a.state == AlertState.MOVED]
+    icon = render.SEVERITY_EMOJI[render.worst_severity(firing)] if firing \
+        else render.emoji(moved[0]) if moved else render.RESOLVED_EMOJI
     blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(f"{icon} {title}", HEADER_MAX)}]
     room = BLOCKS_MAX - 2  # header + closing context
     shown = alerts if len(alerts) <= room else alerts[: room - 1]
@@ -208,30 +233,14 @@ def build_message(notification: Notification, alerts: list[Alert], now: float) -
     return {"text": render.truncate("\n".join(lines), TEXT_MAX), "blocks": blocks}
 
 
-class SlackReceiver(Receiver):
+class SlackReceiver(AiohttpReceiver[SlackSettings]):
     """Posts to an incoming webhook, or with a bot token via chat.postMessage."""
 
     kind = "slack"
     Settings = SlackSettings
 
-    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
-        assert isinstance(settings, SlackSettings)
-        super().__init__(name, settings)
-        self.config = settings
-        self.clock = clock
-        self._secrets = [s.get_secret_value() for s in (settings.webhook_url, settings.token) if s is not None]
-        for secret in self._secrets:
-            REDACTOR.add(secret)
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def _timeout(self) -> float:
-        return self.config.timeout.total_seconds()
-
-    def _client_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
-        return self._session
+    def secret_values(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.config.webhook_url, self.config.token) if s is not None]
 
     async def send(self, notification: Notification) -> Delivery:
         alerts = render.visible_alerts(notification, self.config.send_resolved)
@@ -246,22 +255,21 @@ class SlackReceiver(Receiver):
         except SlackApiError as exc:
             return self._api_error(exc, what)
         except TRANSPORT_ERRORS as exc:
-            return transport_failure(exc, what=what, timeout=self._timeout, secrets=self._secrets)
+            return self.no_answer(exc, what=what)
         except SlackClientError as exc:
-            return Delivery(Outcome.FAILED, scrub(f"{what}: {type(exc).__name__}: {exc}", self._secrets))
+            return Delivery(Outcome.FAILED, scrub(f"{what}: {type(exc).__name__}: {exc}", self.secrets))
 
     async def _webhook(self, url: str, message: dict[str, Any], what: str) -> Delivery:
-        client = AsyncWebhookClient(url, timeout=int(max(1, self._timeout)), session=self._client_session(),
+        client = AsyncWebhookClient(url, timeout=int(max(1, self.timeout_seconds)), session=self.session(),
                                     retry_handlers=[], logger=_SDK_LOGGER)
         response = await client.send(text=message["text"], blocks=message["blocks"], unfurl_links=False)
-        return classify_status(response.status_code, response.headers or {}, response.body or "",
-                               what=what, secrets=self._secrets, clock=self.clock)
+        return self.answer(response.status_code, response.headers or {}, response.body or "", what=what)
 
     async def _post_message(self, message: dict[str, Any], what: str) -> Delivery:
         assert self.config.token is not None and self.config.channel is not None
         client = AsyncWebClient(token=self.config.token.get_secret_value(),
                                 base_url=self.config.base_url or AsyncWebClient.BASE_URL,
-                                timeout=int(max(1, self._timeout)), session=self._client_session(),
+                                timeout=int(max(1, self.timeout_seconds)), session=self.session(),
                                 retry_handlers=[], logger=_SDK_LOGGER)
         response = await client.chat_postMessage(channel=self.config.channel, text=message["text"],
                                                  blocks=message["blocks"], unfurl_links=False)
@@ -272,7 +280,7 @@ class SlackReceiver(Receiver):
         data = response.data if isinstance(response.data, dict) else {}
         error = str(data.get("error") or "")
         status = int(response.status_code)
-        detail = scrub(f"{what}: chat.postMessage HTTP {status}" + (f": {error}" if error else ""), self._secrets)
+        detail = scrub(f"{what}: chat.postMessage HTTP {status}" + (f": {error}" if error else ""), self.secrets)
         if status == 429 or error == "ratelimited":
             headers = response.headers or {}
             value = headers.get("Retry-After") or headers.get("retry-after")
@@ -280,8 +288,3 @@ class SlackReceiver(Receiver):
         if status >= 500 or error in TRANSIENT_ERRORS:
             return Delivery(Outcome.RETRY, detail)
         return Delivery(Outcome.FAILED, detail)
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None

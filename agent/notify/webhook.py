@@ -17,6 +17,7 @@ session opens rather than on every request; redirects are not followed (a
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -24,12 +25,11 @@ from aiohttp.helpers import get_env_proxy_for_url
 from pydantic import Field, SecretStr, field_validator
 from yarl import URL
 
-from agent.core import Alert
-from agent.secrets import REDACTOR
+from agent.core import Alert, AlertState
 
 from . import render
-from .base import Delivery, Notification, Outcome, Receiver, ReceiverSettings
-from .http import TRANSPORT_ERRORS, classify_status, transport_failure
+from .base import Delivery, Notification, Outcome, ReceiverSettings
+from .http import TRANSPORT_ERRORS, AiohttpReceiver
 
 VERSION = "1"
 _TOKEN = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -58,48 +58,44 @@ class WebhookSettings(ReceiverSettings):
         return v
 
 
+def status(alerts: list[Alert]) -> str:
+    """`firing` if any alert fires; `moved` if one still fires but went to other receivers; else `resolved`."""
+    if any(a.state == AlertState.FIRING for a in alerts):
+        return "firing"
+    return "moved" if any(a.state == AlertState.MOVED for a in alerts) else "resolved"
+
+
 def document(notification: Notification, alerts: list[Alert]) -> dict[str, Any]:
     return {
         "version": VERSION,
         "receiver": notification.receiver,
         "group_key": notification.group_key,
         "group_labels": dict(notification.group_labels),
-        "status": "firing" if any(a.firing for a in alerts) else "resolved",
+        "status": status(alerts),
         "alerts": [a.to_dict() for a in alerts],
         "idempotency_key": notification.idempotency_key,
     }
 
 
-class WebhookReceiver(Receiver):
+class WebhookReceiver(AiohttpReceiver[WebhookSettings]):
     """POSTs a versioned JSON document with an Idempotency-Key to any URL."""
 
     kind = "webhook"
     Settings = WebhookSettings
+    _proxy: URL | None = None
+    _proxy_auth: aiohttp.BasicAuth | None = None
 
-    def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock) -> None:
-        assert isinstance(settings, WebhookSettings)
-        super().__init__(name, settings)
-        self.config = settings
-        self.clock = clock
-        self._headers = {k: v.get_secret_value() for k, v in settings.headers.items()}
-        self._secrets = [v for v in self._headers.values() if v]
-        for secret in self._secrets:
-            REDACTOR.add(secret)
-        self._session: aiohttp.ClientSession | None = None
-        self._proxy: URL | None = None
-        self._proxy_auth: aiohttp.BasicAuth | None = None
+    def secret_values(self) -> list[str]:
+        return [v.get_secret_value() for v in self.config.headers.values()]
 
-    def _http(self) -> aiohttp.ClientSession:
-        """One session (connection pool) for the receiver's life, created on the running loop."""
-        if self._session is None or self._session.closed:
-            try:
-                self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(self.config.url))
-            except (LookupError, ValueError):  # no proxy for this URL, or no valid URL (the request says so)
-                self._proxy, self._proxy_auth = None, None
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout.total_seconds()),
-                headers={"User-Agent": "sre-agent", **self._headers})
-        return self._session
+    def open_session(self, headers: Mapping[str, str] | None = None) -> aiohttp.ClientSession:
+        """The proxy is looked up when the session opens, not on every request."""
+        try:
+            self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(self.config.url))
+        except (LookupError, ValueError):  # no proxy for this URL, or no valid URL (the request says so)
+            self._proxy, self._proxy_auth = None, None
+        configured = {k: v.get_secret_value() for k, v in self.config.headers.items()}
+        return super().open_session({"User-Agent": "sre-agent", **configured, **(headers or {})})
 
     async def send(self, notification: Notification) -> Delivery:
         alerts = render.visible_alerts(notification, self.config.send_resolved)
@@ -110,20 +106,14 @@ class WebhookReceiver(Receiver):
                           allow_nan=False).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": notification.idempotency_key}
         try:
-            async with self._http().request(self.config.method, self.config.url, data=body, headers=headers,
+            async with self.session().request(self.config.method, self.config.url, data=body, headers=headers,
                                             allow_redirects=False, proxy=self._proxy,
                                             proxy_auth=self._proxy_auth) as response:
                 status, answer_headers = response.status, response.headers
                 text = _text(await response.read(), response.charset)
         except TRANSPORT_ERRORS as exc:
-            return transport_failure(exc, what=what, timeout=self.config.timeout.total_seconds(),
-                                     secrets=self._secrets)
-        return classify_status(status, answer_headers, text, what=what, secrets=self._secrets, clock=self.clock)
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+            return self.no_answer(exc, what=what)
+        return self.answer(status, answer_headers, text, what=what)
 
 
 def _text(body: bytes, charset: str | None) -> str:

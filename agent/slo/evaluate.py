@@ -94,6 +94,9 @@ class Evaluation:
             shortest = next((w for w in sorted(self.burn_rates)), None)
             if shortest is not None and shortest != self.spec.window:
                 parts.append(f"burning {self.burn_rates[shortest]:.1f}x over {window_label(shortest)}")
+        if whole is not None and whole.coverage < 1:
+            covered = timedelta(minutes=int(whole.coverage * self.spec.window.total_seconds() / 60))
+            parts.append(f"history covers {window_label(covered) if covered else 'under 1m'} of {window}")
         return "; ".join(parts)
 
     def samples(self) -> list[Sample]:
@@ -127,7 +130,8 @@ class Evaluation:
                         "burn_rate_threshold": f.row.burn_rate, "long_burn_rate": f.long_burn, "short_burn_rate": f.short_burn}
                        for f in self.firing],
             "windows": {window_label(w): {"events": r.events, "error_ratio": r.error_ratio,
-                                          "burn_rate": self.burn_rates.get(w)} for w, r in sorted(self.readings.items())},
+                                          "burn_rate": self.burn_rates.get(w), "coverage": r.coverage}
+                        for w, r in sorted(self.readings.items())},
         }
 
     def to_result(self) -> CheckResult:

@@ -217,7 +217,7 @@ class OpenSloDocument(Model):
             objective=spec.objectives[0].percent, window=spec.timeWindow[0].duration, labels=labels,
             runbook=notes.get("sre-agent/runbook"),
             interval=parse_duration(notes.get("sre-agent/interval", "1m")),
-            min_events=int(notes.get("sre-agent/min-events", "1")),
+            **({"min_events": int(notes["sre-agent/min-events"])} if "sre-agent/min-events" in notes else {}),
             sli=Sli(events=EventsSli(error_query=error_query, total_query=total_query)),
             prometheus=PrometheusSource(url=url, timeout=timedelta(seconds=10)) if url else None,
         )

@@ -3,7 +3,15 @@
 Each source answers, for a point in time and a set of windows, the error ratio
 and the number of events in each window. A window with fewer events than the
 SLO's `min_events` has no data (`error_ratio is None`): it is shown as a gap
-and can never satisfy a burn condition. Failures to read (Prometheus down, a
+and can never satisfy a burn condition.
+
+The agent's own history starts when the agent (or the check) first ran, so on a
+young agent a 7d window holds minutes of results: one failed probe out of two
+would be half the week and exhaust any budget. A window the history covers only
+in part is weighted by that part (`coverage`): its error ratio is the errors
+over the events a full window would hold, i.e. the time before the history
+began counts as good. A budget then reads as "spent so far", and a burn rate
+never exceeds what the same errors would give on a mature agent. Failures to read (Prometheus down, a
 query error, no store) raise `SourceError` with a redacted reason; the check
 turns that into UNKNOWN.
 """
@@ -35,17 +43,21 @@ class WindowReading:
     window: timedelta
     events: float
     error_ratio: float | None  # None: no data (fewer than min_events events)
+    #: the part of the window the source has data for (history younger than the window: less than 1)
+    coverage: float = 1.0
 
     @property
     def has_data(self) -> bool:
         return self.error_ratio is not None
 
 
-def reading(window: timedelta, errors: float, total: float, min_events: int) -> WindowReading:
-    """Build a reading from counts (or rates x window); clamp the ratio into [0, 1]."""
-    if not math.isfinite(total) or not math.isfinite(errors) or total <= 0 or total < min_events:
-        return WindowReading(window, total if math.isfinite(total) else 0.0, None)
-    return WindowReading(window, total, min(1.0, max(0.0, errors / total)))
+def reading(window: timedelta, errors: float, total: float, min_events: int, coverage: float = 1.0) -> WindowReading:
+    """Build a reading from counts (or rates x window); clamp the ratio into [0, 1]. With `coverage`
+    below 1 the ratio is weighted by it: the uncovered part of the window counts as good events."""
+    coverage = min(1.0, max(0.0, coverage))
+    if not math.isfinite(total) or not math.isfinite(errors) or total <= 0 or total < min_events or coverage <= 0:
+        return WindowReading(window, total if math.isfinite(total) else 0.0, None, coverage)
+    return WindowReading(window, total, min(1.0, max(0.0, errors / total)) * coverage, coverage)
 
 
 class SliSource(Protocol):
@@ -134,10 +146,12 @@ class HistorySli:
             raise SourceError(f"no probe history for check {self.check!r}: the state store is not open "
                               "(SLOs over checks are evaluated by the running agent)")
         out: dict[timedelta, WindowReading] = {}
-        for window in windows:
-            try:
+        try:
+            start = await self.store.first_result_at(self.check)
+            for window in windows:
                 good, total = await self.store.success_counts(self.check, now - window.total_seconds(), now)
-            except Exception as exc:  # a broken store is an UNKNOWN SLO, not a crashed check
-                raise SourceError(redact(f"reading the history of {self.check!r} failed: {exc}")) from None
-            out[window] = reading(window, float(total - good), float(total), self.spec.min_events)
+                covered = 0.0 if start is None else (now - start) / window.total_seconds()
+                out[window] = reading(window, float(total - good), float(total), self.spec.min_events, covered)
+        except Exception as exc:  # a broken store is an UNKNOWN SLO, not a crashed check
+            raise SourceError(redact(f"reading the history of {self.check!r} failed: {exc}")) from None
         return out

@@ -26,6 +26,7 @@ from agent.check import (
 from agent.core import Severity
 from agent.durations import Duration, format_duration
 from agent.secrets import resolve_secret
+from agent.slo.windows import default_min_events
 
 WINDOW_PLACEHOLDER = "{{window}}"
 MIN_WINDOW = timedelta(days=1)
@@ -166,6 +167,13 @@ class Sli(Model):
         return "events" if self.events else "latency" if self.latency else "check"
 
 
+def _default_min_events(data: dict[str, Any]) -> int:
+    objective = data.get("objective")
+    if not isinstance(objective, float | int) or not 0 < objective < 100:
+        return 1  # the objective is invalid and reported as such
+    return default_min_events(round(objective / 100.0, 12))
+
+
 class SloSpec(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=100, description="unique SLO name; [a-z0-9][a-z0-9_.-]*")
     service: str = Field(min_length=1, description="the service the SLO is about (label `service`)")
@@ -174,8 +182,12 @@ class SloSpec(Model):
     window: Duration = Field(timedelta(days=30), description="rolling window, e.g. 30d, 28d, 7d")
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on metrics, rules and alerts")
     runbook: str | None = Field(None, description="runbook path (joined to alerting.runbook_base_url) or URL")
-    interval: Duration = Field(timedelta(minutes=1), description="how often the agent evaluates the SLO")
-    min_events: int = Field(1, ge=1, description="fewer events than this in a window means no data there, not a breach")
+    interval: Duration = Field(timedelta(minutes=1), description="how often the agent evaluates the SLO "
+                                                                 "(its generated rule groups: at most every 30s)")
+    min_events: int = Field(default_factory=lambda data: _default_min_events(data), ge=1,
+                            description="fewer events than this in a window means no data there, not a breach; "
+                                        "default: enough that one bad event alone cannot page "
+                                        "(1 / (14.4 x error budget): 70 at 99.9%, 14 at 99.5%, 7 at 99%)")
     sli: Sli
     prometheus: PrometheusSource | None = Field(None, description="defaults to agent.prometheus_url")
 

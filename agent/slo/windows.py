@@ -12,11 +12,16 @@ samples at the usual 1m scrape interval to ever fire, while the burn-rate factor
 keeps their meaning: a factor-14.4 burn over the scaled long window spends the
 same 2% of the budget whatever the SLO window is, and the time to exhaust the
 budget at that rate stays window/14.4.
+
+`default_min_events` is the SLO's default `min_events`: the fewest events a
+window needs before it counts, so that one bad event alone never crosses the
+fastest page threshold (a single failed probe must not page).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -109,3 +114,13 @@ def error_threshold(row: AlertWindow, objective: float) -> float:
     writes the same number, so both decide alike even at the edge.
     """
     return round(row.burn_rate * error_budget(objective), 12)
+
+
+def default_min_events(objective: float) -> int:
+    """Fewest events per window at which one bad event stays at or under the fastest page threshold.
+
+    One bad event among n is an error ratio of 1/n; the first row fires above 14.4 x the budget. So
+    n >= 1 / (14.4 x budget): 70 at 99.9%, 14 at 99.5%, 7 at 99%, 1 at 90% or below.
+    """
+    limit = error_threshold(BASE_TABLE[0], objective)
+    return max(1, math.ceil(round(1.0 / limit, 9)))

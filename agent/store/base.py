@@ -111,6 +111,13 @@ class Store(ABC):
         Exact while [since, until] is within the raw retention; past it, a bucket counts whole when its
         start is in the range (an edge error of at most one bucket)."""
 
+    async def first_result_at(self, check: str) -> float | None:
+        """When the oldest stored result of a check is from (a bucket's start past the raw retention);
+        None if it has none. How far back its history reaches: an SLO over it reads windows it covers
+        only in part. Backends should answer from an index; this default reads the whole history."""
+        points = await self.history(check, 0.0, float("inf"))
+        return points[0].ts if points else None
+
     @abstractmethod
     def size_bytes(self) -> int:
         """What the store takes on disk (or in the database) now, cheaply: for `sre_agent_store_size_bytes`."""

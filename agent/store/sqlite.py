@@ -375,6 +375,16 @@ class SqliteStore(Store):
 
         return await self._call(count)
 
+    async def first_result_at(self, check: str) -> float | None:
+        await self.flush()
+
+        def first(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute("SELECT MIN(t) FROM (SELECT MIN(bucket) AS t FROM results_rollup WHERE check_name=? "
+                               "UNION ALL SELECT MIN(ts) FROM results WHERE check_name=?)", (check, check)).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._call(first)
+
     # -- alert state -----------------------------------------------------------
     async def load_alert_state(self) -> AlertSnapshot:
         def load(conn: sqlite3.Connection) -> AlertSnapshot:

@@ -162,7 +162,7 @@ async def test_cli_talks_to_the_running_agent(running, tmp_path, monkeypatch):
         return out.output if "firing" in out.output else ""
 
     table = await eventually(alerts_table)
-    assert "api" in table and "critical" in table and "api is" not in table.splitlines()[0]
+    assert "api" in table and "warning" in table and "api is" not in table.splitlines()[0]
     out = await cli("alerts", "--url", "http://127.0.0.1:1")
     assert out.exit_code == 1 and "cannot reach the agent" in out.output
 

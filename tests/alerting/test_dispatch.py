@@ -6,7 +6,7 @@ from agent.alerting.config import RouteConfig
 from agent.alerting.dispatch import Dispatcher, Group
 from agent.alerting.lifecycle import dedup_key
 from agent.alerting.route import build_routes
-from agent.core import Alert, AlertState, Severity
+from agent.core import Alert, AlertState, Handoff, Severity
 from tests.alerting.helpers import T0
 
 ROUTE = {"receiver": "ops", "group_by": ["service"], "group_wait": "30s", "group_interval": "5m",
@@ -82,15 +82,19 @@ def test_group_by_separates_services():
     assert sorted(f.group.labels["service"] for f in flushes) == ["api", "web"]
 
 
-def test_severity_change_resolves_at_the_pager_and_updates_the_chat():
+def test_severity_change_moves_the_alert_off_the_pager_and_updates_the_chat():
     d = dispatcher()
     d.update(alert("a", severity=Severity.CRITICAL), T0)
     assert sorted(sent(d.flush_due(T0 + 30))) == [("ops", [("a", "firing")]), ("pager", [("a", "firing")])]
     d.update(alert("a", severity=Severity.WARNING), T0 + 60)
     flushes = d.flush_due(T0 + 330)
-    assert sorted(sent(flushes)) == [("ops", [("a", "firing")]), ("pager", [("a", "resolved")])]
+    # still firing: the pager is told it de-escalated and where it went on, never that it resolved
+    assert sorted(sent(flushes)) == [("ops", [("a", "firing")]), ("pager", [("a", "moved")])]
     ops = next(f for f in flushes if f.group.receiver == "ops")
     assert ops.alerts[0].severity == Severity.WARNING and not ops.repeat
+    pager = next(f for f in flushes if f.group.receiver == "pager")
+    assert pager.alerts[0].moved_to == Handoff("de-escalated", Severity.WARNING, Severity.CRITICAL, ("ops",))
+    assert pager.kind == "moved"
 
 
 def test_muted_alerts_are_held_back_until_the_mute_ends():

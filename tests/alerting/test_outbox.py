@@ -78,6 +78,18 @@ def test_jitter_spreads_delays_between_half_and_full(tmp_path, store):
     assert low.backoff(3, retry_after=90) == 90  # the peer's word beats our schedule
 
 
+def test_after_a_timeout_the_backoff_starts_from_the_receivers_timeout(tmp_path):
+    from agent.alerting.outbox import DeliveryWorker
+    from agent.notify.base import ReceiverSettings
+    from tests.alerting.helpers import RecordingReceiver
+
+    settings = config(tmp_path, CONFIG).alerting.outbox  # initial_backoff 1s, max_backoff 1m
+    slow = RecordingReceiver("slow", ReceiverSettings(timeout="10s"))
+    worker = DeliveryWorker(slow, None, settings, None, rng=lambda: 1.0)  # type: ignore[arg-type]
+    assert [worker.backoff(n, None, timed_out=True) for n in (1, 2, 3, 4)] == [10.0, 20.0, 40.0, 60.0]
+    assert [worker.backoff(n, None) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]  # a quick 5xx keeps its schedule
+
+
 async def test_retry_after_is_honoured(tmp_path, store, clock, receivers):
     pager = receivers["pager"]
     pager.condition, pager.retry_after = "rate_limited", 120.0

@@ -75,6 +75,13 @@ def test_document_becomes_labelled_freshness_and_quality_checks(tmp_path: Path, 
     assert fresh.dataset_name == "customer-data-product"
 
 
+def test_a_product_without_severity_warns_on_warning_and_pages_on_critical(tmp_path: Path):
+    config = load_product(tmp_path, "postgresql://reader:Pw-For-Sales-1@db/sales")
+    for c in config.all_checks():
+        # freshness is WARNING from 80% of the SLO: that is a warning, not a page
+        assert (c.severity_for(Status.WARNING), c.severity_for(Status.CRITICAL)) == ("warning", "critical")
+
+
 async def test_quality_below_threshold_is_critical_with_the_ratio(tmp_path: Path, pg_cluster, sales_db):
     fill(pg_cluster, sales_db, rows=200, null_emails=20, newest_minutes_ago=5)
     config = load_product(tmp_path, pg_cluster.app_dsn(sales_db))

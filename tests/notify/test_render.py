@@ -82,10 +82,10 @@ def test_classify_status_scrubs_before_cutting():
 
 def test_transport_failures():
     assert transport_failure(TimeoutError(), what="p", timeout=0.3, secrets=[]) == Delivery(
-        Outcome.RETRY, "p: no answer within 0.3s")
+        Outcome.RETRY, "p: no answer within 0.3s", timed_out=True)
     refused = transport_failure(ConnectionRefusedError(111, "refused https://x/tok3n-value"), what="p",
                                 timeout=1, secrets=["tok3n-value"])
-    assert refused.outcome == Outcome.RETRY and "tok3n-value" not in refused.detail
+    assert refused.outcome == Outcome.RETRY and "tok3n-value" not in refused.detail and not refused.timed_out
 
 
 def test_merge_prefers_retry_then_failed():
@@ -94,4 +94,5 @@ def test_merge_prefers_retry_then_failed():
     assert merge([sent, failed, retry, Delivery(Outcome.RETRY, "d", 9.0)]) == Delivery(Outcome.RETRY, "a; b; c; d", 9.0)
     assert merge([sent, failed]).outcome == Outcome.FAILED
     assert merge([sent, sent]) == Delivery(Outcome.SENT, "a")
+    assert merge([sent, Delivery(Outcome.RETRY, "slow", timed_out=True)]).timed_out  # PagerDuty: one event timed out
     assert merge([]).outcome == Outcome.SENT

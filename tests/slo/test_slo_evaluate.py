@@ -133,7 +133,7 @@ def test_whole_window_without_data_has_no_budget_sample() -> None:
     ev = evaluate(s, readings(s, None))
     assert ev.status == Status.OK
     assert ev.budget_remaining is None
-    assert ev.summary() == "no data over 30d (fewer than 1 events)"
+    assert ev.summary() == "no data over 30d (fewer than 70 events)"  # the default min_events at 99.9%
     assert [x.metric for x in ev.samples()] == ["sre_agent_slo_objective_ratio"]
 
 

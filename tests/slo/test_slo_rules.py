@@ -109,6 +109,15 @@ def test_slo_rules_shape() -> None:
                                                                      "critical"]
 
 
+@pytest.mark.parametrize(("interval", "expected"), [("5s", "30s"), ("29s", "30s"), ("30s", "30s"), ("2m", "2m")])
+def test_rule_groups_are_evaluated_at_most_every_30s(interval: str, expected: str) -> None:
+    # an SLO the agent evaluates every 5s must not make Prometheus recompute rate(...[30d]) every 5s
+    spec = SloSpec.model_validate({"name": "fast", "service": "api", "objective": 99.9, "interval": interval,
+                                   "sli": {"check": "api"}})
+    groups = slo_rule_groups(spec)["groups"]
+    assert [g["interval"] for g in groups] == [expected] * 3
+
+
 def test_check_alerts_window_severity_and_runbook(tmp_path: Path) -> None:
     config = load(tmp_path, """
         alerting: {runbook_base_url: "https://runbooks.example/sre"}

@@ -96,6 +96,25 @@ async def test_success_counts_good_is_ok_or_warning(store: Store) -> None:
     assert await store.success_counts("other", 0, NOW + 20) == (0, 0)
 
 
+async def test_first_result_at_is_how_far_back_the_history_goes(make_store: StoreFactory) -> None:
+    store = make_store(default_retention=86400, raw_retention=600)
+    await store.open()
+    try:
+        assert await store.first_result_at("api") is None
+        store.add_result(result("api", NOW - 7230))  # past the raw retention: rolled into its bucket
+        store.add_result(result("api", NOW - 30))
+        store.add_result(result("web", NOW - 9000))
+        assert await store.first_result_at("api") == NOW - 7230  # queued results count
+        await store.prune(NOW)
+        bucket = (NOW - 7230) // Store.BUCKET * Store.BUCKET
+        assert await store.first_result_at("api") == bucket
+        # the interface's own default (for backends that do not override it) says the same
+        assert await Store.first_result_at(store, "api") == bucket
+        assert await Store.first_result_at(store, "nothing") is None
+    finally:
+        await store.close()
+
+
 async def test_flush_with_nothing_queued_is_a_no_op(store: Store) -> None:
     await store.flush()
     await store.flush()
