@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import signal
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -150,8 +151,37 @@ def split_plugin_output(stdout: str) -> tuple[str, str, str]:
 
 
 def observation_name(label: str) -> str:
-    """A perfdata label as an observation name: lowercase [a-z0-9_] ('' if nothing is left)."""
-    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+    """A perfdata label as an observation name: lowercase [a-z0-9_], accents folded ('' if nothing is left).
+
+    A filesystem path loses its slashes (`/var/log` -> `var_log`) and the root
+    filesystem, which check_disk labels `/`, is `root`.
+    """
+    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9]+", "_", ascii_label.lower()).strip("_")
+    if not name and label.strip() and set(label.strip()) == {"/"}:
+        return "root"
+    return name
+
+
+def observation_names(labels: list[str]) -> list[str]:
+    """One distinct, valid observation name per perfdata label, in output order.
+
+    Stable for a plugin whose output keeps its order: the first label to claim a
+    name keeps it, later ones get `_2`, `_3`... (`/` and `root` become `root`
+    and `root_2`). A label with nothing usable left (`%`, `日本`) is named by
+    its position: `perf_3` for the third value.
+    """
+    names: list[str] = []
+    taken: set[str] = set()
+    for position, label in enumerate(labels, start=1):
+        base = observation_name(label) or f"perf_{position}"
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _clean(text: str, limit: int) -> str:
@@ -232,16 +262,13 @@ class CommandCheck(Check):
             status = Status.UNKNOWN
             summary = f"exit code {code}" + (f": {text}" if text else " (no output)")
 
-        observations: dict[str, float] = {}
         perfdata = parse_perfdata(perf)
-        for p in perfdata:
-            name = observation_name(p.label)
-            if name and p.value is not None and name not in observations:
-                observations[name] = p.value
+        names = observation_names([p.label for p in perfdata])
+        observations = {name: p.value for name, p in zip(names, perfdata, strict=True) if p.value is not None}
         return self.result(
             status, summary, observations, exit_code=code,
-            perfdata=[{"label": p.label, "value": p.value, "uom": p.uom, "warn": p.warn, "crit": p.crit,
-                       "min": p.min, "max": p.max} for p in perfdata],
+            perfdata=[{"label": p.label, "name": name, "value": p.value, "uom": p.uom, "warn": p.warn,
+                       "crit": p.crit, "min": p.min, "max": p.max} for name, p in zip(names, perfdata, strict=True)],
             long_text=_clean(long_text, DETAILS_LIMIT),
             stderr=_clean(stderr, DETAILS_LIMIT),
             output_truncated=out.truncated or err.truncated)

@@ -22,6 +22,7 @@ from checks.command import (
     CommandCheck,
     CommandConfig,
     observation_name,
+    observation_names,
     parse_perfdata,
     split_plugin_output,
 )
@@ -223,9 +224,38 @@ def test_split_plugin_output_follows_the_plugin_api():
 
 
 @pytest.mark.parametrize(("label", "name"), [
-    ("time", "time"), ("Queue-Depth", "queue_depth"), ("disk /var", "disk_var"), ("/", ""), ("ÄÖ x", "x")])
+    ("time", "time"), ("Queue-Depth", "queue_depth"), ("disk /var", "disk_var"), ("/", "root"), ("//", "root"),
+    ("/var/log", "var_log"), ("Küche Ä x", "kuche_a_x"), ("%", "")])
 def test_observation_names_are_sanitized(label: str, name: str):
     assert observation_name(label) == name
+
+
+def test_observation_names_are_distinct_and_stable():
+    labels = ["/", "root", "/var/log", "var_log", "var-log", "%", "日本", "perf_6"]
+    names = observation_names(labels)
+    assert names == ["root", "root_2", "var_log", "var_log_2", "var_log_3", "perf_6", "perf_7", "perf_6_2"]
+    assert observation_names(labels) == names
+
+
+async def test_check_disk_perfdata_reaches_observations_and_metrics(tmp_path: Path):
+    """check_disk labels the root filesystem `/`: it was sanitised to '' and dropped."""
+    from prometheus_client import generate_latest
+
+    from agent.metrics import Metrics
+    from agent.runner import execute
+
+    body = ("echo 'DISK OK - free space: / 3326 MB (56% inode=90%); /boot 30 MB (31% inode=99%);"
+            "| /=2643MB;5948;5958;0;5968 /boot=68MB;88;93;0;98 root=1 /var/log=12MB'\nexit 0")
+    result = await execute(check([script(tmp_path, body, "check_disk")]))
+    assert result.status == Status.OK
+    assert result.observations == {"root": 2643.0, "boot": 68.0, "root_2": 1.0, "var_log": 12.0}
+    assert [(p["label"], p["name"]) for p in result.details["perfdata"]] == [
+        ("/", "root"), ("/boot", "boot"), ("root", "root_2"), ("/var/log", "var_log")]
+    metrics = Metrics(families={})
+    metrics.observe(result)
+    text = generate_latest(metrics.registry).decode()
+    assert 'sre_agent_check_observation{check="cmd",name="root"} 2643.0' in text
+    assert 'sre_agent_check_observation{check="cmd",name="boot"} 68.0' in text
 
 
 def write_config(tmp_path: Path, body: str) -> Path:
