@@ -98,6 +98,14 @@ CATALOGUE: dict[str, MetricDef] = _defs(
     MetricDef("sre_agent_store_errors_total", "counter", "Failed writes to the state store", "core"),
     MetricDef("sre_agent_store_size_bytes", "gauge",
               "Size of the state store on disk (history is trimmed past agent.store_max_size)", "core", unit="bytes"),
+    # -- core: the API listener -----------------------------------------------------------------
+    MetricDef("sre_agent_api_connections", "gauge", "Open connections to the API", "core"),
+    MetricDef("sre_agent_api_connections_rejected_total", "counter",
+              "API connections and requests refused by the agent: over agent.api_max_connections (limit), an idle "
+              "connection closed to make room (evicted), request head not sent in time (header_timeout), too many "
+              "requests waiting (busy)", "core", ("reason",)),
+    MetricDef("sre_agent_api_accept_errors_total", "counter",
+              "Connections the API listener failed to accept (e.g. out of file descriptors)", "core"),
     # -- alerting -----------------------------------------------------------------------------
     MetricDef("sre_agent_alerts", "gauge", "Alerts by state (pending, firing) and severity", "alerting",
               ("state", "severity")),

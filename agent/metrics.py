@@ -22,6 +22,8 @@ from agent.check import MetricFamily
 from agent.core import CheckResult
 from agent.registry import check_types
 
+#: why the API refused a connection or request (labels of sre_agent_api_connections_rejected_total)
+API_REJECT_REASONS = ("limit", "evicted", "header_timeout", "busy")
 #: the per-check gauges built from each check's latest result, in exposition order
 RESULT_GAUGES = ("sre_agent_check_status", "sre_agent_check_up", "sre_agent_check_last_run_timestamp_seconds",
                  "sre_agent_check_observation")
@@ -102,6 +104,11 @@ class Metrics:
         self.skipped = catalogue.counter("sre_agent_check_runs_skipped_total", self.registry)
         self.store_errors = catalogue.counter("sre_agent_store_errors_total", self.registry)
         self.store_size = catalogue.gauge("sre_agent_store_size_bytes", self.registry)
+        self.api_accept_errors = catalogue.counter("sre_agent_api_accept_errors_total", self.registry)
+        self.api_rejected = catalogue.counter("sre_agent_api_connections_rejected_total", self.registry)
+        for reason in API_REJECT_REASONS:
+            self.api_rejected.labels(reason)
+        self.api_connections = catalogue.gauge("sre_agent_api_connections", self.registry)
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)

@@ -54,6 +54,8 @@ STATES = ("pending", "firing", "resolved")
 #: nesting reported as too deep when the JSON parser gives up (RecursionError)
 MAX_JSON_DEPTH = 64
 DEFAULT_PAGE = 100
+#: a body still arriving after this long holds one of the API's few handler slots: refuse it
+BODY_TIMEOUT = 10.0
 MAX_PAGE = 1000
 log = logging.getLogger("sre_agent.alerting.api")
 
@@ -200,7 +202,10 @@ async def create_silence(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return _rejected(request, 415, f"Content-Type must be application/json; got {request.content_type!r}")
     try:
-        text = await request.text()
+        async with asyncio.timeout(BODY_TIMEOUT):
+            text = await request.text()
+    except TimeoutError:
+        return _rejected(request, 408, f"the body did not arrive within {BODY_TIMEOUT:g}s")
     except (UnicodeDecodeError, LookupError):
         return _rejected(request, 400, "body must be JSON in UTF-8")
     try:
