@@ -176,7 +176,7 @@ class Agent:
         guard = ConnectionGuard(connection_cap(cfg.api_max_connections, self._open_files),
                                 on_reject=lambda reason: self.metrics.api_rejected.labels(reason).inc())
         self.metrics.api_connections.set_function(lambda: guard.open)
-        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0,
+        self._runner = web.AppRunner(build_app(self, guard), access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                      keepalive_timeout=KEEPALIVE_TIMEOUT)
         await self._runner.setup()
         site = GuardedSite(self._runner, host, port, guard)

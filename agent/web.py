@@ -10,8 +10,9 @@ files". So the daemon raises the soft RLIMIT_NOFILE to the hard limit at
 start, and serves through `GuardedSite`: at most `agent.api_max_connections`
 connections are open at once (lowered to half of what the open-files limit
 leaves after `FD_RESERVE`, so checks keep the rest); one more takes the place
-of the oldest connection that has not sent a request yet, or is answered 503
-and closed at once when there is none; a connection that has not sent a complete request head
+of the oldest connection that has not sent a request yet, or, when there is
+none, gets one of a few slots kept for /healthz and /readyz (any other path
+is answered 503 there), or is answered 503 and closed at once; a connection that has not sent a complete request head
 within `HEADER_TIMEOUT` is closed (aiohttp has no header timeout), and idle
 keep-alive connections close after `KEEPALIVE_TIMEOUT`. Accept errors are
 logged once per interval by `AcceptErrorReporter`, without a traceback.
@@ -26,6 +27,7 @@ import logging
 import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
@@ -97,6 +99,10 @@ FD_RESERVE = 128
 #: accepted per wake-up; connections refused over the cap hold a descriptor until the next loop turn
 ACCEPT_BACKLOG = 128
 ACCEPT_LOG_INTERVAL = 60.0
+#: connections admitted past the cap, for /healthz and /readyz only
+PROBE_SLOTS = 8
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+_FIRST_LINE_MAX = 8192
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
          b"Retry-After: 1\r\nContent-Length: 40\r\n\r\ntoo many connections to the agent's API\n")
 _SLOW = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
@@ -130,23 +136,42 @@ def connection_cap(configured: int, open_files_limit: int) -> int:
     return configured
 
 
+@dataclass
+class Pool:
+    """Connection slots; `waiting` holds the admitted ones without a complete request head, oldest first."""
+
+    size: int
+    open: int = 0
+    waiting: dict[_GuardedProtocol, None] = field(default_factory=dict)
+
+
 class ConnectionGuard:
     """Counts the listener's connections, makes room or refuses over the cap, closes slow request heads.
 
     At the cap, a new connection takes the place of the oldest one still
     waiting for its request head (an idle or half-sent connection costs the
-    attacker nothing to reopen, a real client sends its head at once); only
-    when every connection is in a request is the new one answered 503.
+    attacker nothing to reopen, a real client sends its head at once). When
+    every connection is in a request, a few more (`probe_slots`) are admitted
+    for /healthz and /readyz only (`probe_only`): any other request line is
+    answered 503 as soon as it arrives, which frees the slot, so liveness
+    probes keep a way in while handlers are busy; past those, 503 and closed.
     """
 
     def __init__(self, max_connections: int, header_timeout: float = HEADER_TIMEOUT,
-                 on_reject: Callable[[str], None] | None = None) -> None:
-        self.max_connections = max_connections
+                 on_reject: Callable[[str], None] | None = None, probe_slots: int = PROBE_SLOTS) -> None:
+        self.main = Pool(max_connections)
+        self.probes = Pool(probe_slots)
         self.header_timeout = header_timeout
-        self.open = 0
-        #: admitted connections that have not sent a complete request head, oldest first
-        self.waiting: dict[_GuardedProtocol, None] = {}
         self._on_reject = on_reject or (lambda reason: None)
+        self._probe_transports: set[asyncio.BaseTransport] = set()
+
+    @property
+    def open(self) -> int:
+        return self.main.open + self.probes.open
+
+    @property
+    def waiting(self) -> dict[_GuardedProtocol, None]:
+        return self.main.waiting
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _GuardedProtocol(self, factory)
@@ -154,16 +179,38 @@ class ConnectionGuard:
     def rejected(self, reason: str) -> None:
         self._on_reject(reason)
 
-    def admit(self) -> bool:
-        """Whether one more connection may open, closing the oldest one still without a request if need be."""
-        if self.open < self.max_connections:
-            return True
-        for oldest in self.waiting:
+    def admit(self) -> Pool | None:
+        """The pool one more connection opens in, closing the oldest one still without a request if need be."""
+        if self.main.open < self.main.size:
+            return self.main
+        for oldest in self.main.waiting:
             self.rejected("evicted")
             oldest.evict()
-            return True
+            return self.main
+        # Probe slots are never taken from a connection: they free themselves at its first line.
+        if self.probes.open < self.probes.size:
+            return self.probes
         self.rejected("limit")
-        return False
+        return None
+
+    def mark_probe_only(self, transport: asyncio.BaseTransport, on: bool) -> None:
+        if on:
+            self._probe_transports.add(transport)
+        else:
+            self._probe_transports.discard(transport)
+
+    def probe_only(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Whether this connection was admitted over the cap, for health probes only."""
+        return transport is not None and transport in self._probe_transports
+
+
+def _probe_path(first_line: bytes) -> str | None:
+    """The path of a `GET /healthz` or `GET /readyz` request line, else None."""
+    parts = first_line.split(b"\n", 1)[0].split()
+    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+        return None
+    path = parts[1].split(b"?", 1)[0].decode("latin-1")
+    return path if path in PROBE_PATHS else None
 
 
 def _answer_and_drop(transport: asyncio.Transport, answer: bytes) -> None:
@@ -183,16 +230,22 @@ class _GuardedProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
         self._released = False
+        self._pool: Pool | None = None
+        self._first_line = bytearray()
+        self._probe_checked = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         guard = self._guard
-        if not guard.admit():
+        pool = guard.admit()
+        if pool is None:
             _answer_and_drop(transport, _BUSY)
             return
-        guard.open += 1
-        guard.waiting[self] = None
+        self._pool = pool
+        pool.open += 1
+        pool.waiting[self] = None
+        guard.mark_probe_only(transport, pool is guard.probes)
         self._inner = self._factory()
         self._timer = asyncio.get_running_loop().call_later(guard.header_timeout, self._too_slow)
         self._inner.connection_made(transport)
@@ -201,7 +254,8 @@ class _GuardedProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._guard.waiting.pop(self, None)
+        if self._pool is not None:
+            self._pool.waiting.pop(self, None)
         self._tail = b""
 
     def _too_slow(self) -> None:
@@ -220,13 +274,25 @@ class _GuardedProtocol(asyncio.Protocol):
             self._release()
 
     def _release(self) -> None:
-        if self._inner is not None and not self._released:
+        if self._pool is not None and not self._released:
             self._released = True
-            self._guard.open -= 1
+            self._pool.open -= 1
+            if self._transport is not None:
+                self._guard.mark_probe_only(self._transport, False)
 
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return
+        if self._pool is self._guard.probes and not self._probe_checked:
+            self._first_line += data[:_FIRST_LINE_MAX]
+            if b"\n" not in self._first_line and len(self._first_line) < _FIRST_LINE_MAX:
+                return
+            self._probe_checked = True
+            if _probe_path(bytes(self._first_line)) is None:
+                self._guard.rejected("limit")
+                self._close(_BUSY)
+                return
+            data, self._first_line = bytes(self._first_line) + data[_FIRST_LINE_MAX:], bytearray()
         if self._timer is not None:
             seen = self._tail + data
             if any(end in seen for end in _HEAD_END):

@@ -17,8 +17,10 @@ async def serve():
     runners: list[web.AppRunner] = []
     release = asyncio.Event()
 
-    async def start(cap: int, header_timeout: float = 5.0) -> tuple[int, ConnectionGuard, list[str]]:
+    async def start(cap: int, header_timeout: float = 5.0,
+                    probe_slots: int = 0) -> tuple[int, ConnectionGuard, list[str]]:
         rejected: list[str] = []
+        guard = ConnectionGuard(cap, header_timeout, on_reject=rejected.append, probe_slots=probe_slots)
 
         async def slow(request: web.Request) -> web.Response:
             await release.wait()
@@ -27,12 +29,14 @@ async def serve():
         async def fast(request: web.Request) -> web.Response:
             return web.Response(text="fast\n")
 
+        async def who(request: web.Request) -> web.Response:
+            return web.Response(text="probe-only\n" if guard.probe_only(request.transport) else "regular\n")
+
         app = web.Application()
-        app.add_routes([web.get("/slow", slow), web.get("/fast", fast)])
+        app.add_routes([web.get("/slow", slow), web.get("/fast", fast), web.get("/healthz", who)])
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         runners.append(runner)
-        guard = ConnectionGuard(cap, header_timeout, on_reject=rejected.append)
         site = GuardedSite(runner, "127.0.0.1", 0, guard)
         await site.start()
         return site.sockets[0].getsockname()[1], guard, rejected
@@ -67,6 +71,27 @@ async def test_over_the_cap_with_every_connection_busy_is_503(serve):
     for task in busy:
         task.cancel()
     await asyncio.gather(*busy, return_exceptions=True)
+
+
+async def test_past_the_cap_a_few_connections_are_kept_for_probes(serve):
+    port, guard, rejected = await serve(cap=1, probe_slots=1)
+    busy = asyncio.ensure_future(request(port, "/slow"))
+    for _ in range(100):
+        if guard.open == 1 and not guard.waiting:
+            break
+        await asyncio.sleep(0.01)
+    assert (await request(port, "/healthz")).endswith(b"probe-only\n")
+    assert (await request(port, "/healthz")).endswith(b"probe-only\n")  # the probe slot was given back
+    assert rejected == []
+    assert (await request(port, "/fast")).startswith(b"HTTP/1.1 503")  # probe slots serve probes only
+    assert rejected == ["limit"]
+    busy.cancel()
+    await asyncio.gather(busy, return_exceptions=True)
+    for _ in range(100):
+        if guard.open == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert (await request(port, "/healthz")).endswith(b"regular\n")
 
 
 async def test_a_new_connection_takes_the_place_of_the_oldest_idle_one(serve):
