@@ -39,6 +39,7 @@ from agent.web import (
     ConnectionGuard,
     GuardedSite,
     connection_cap,
+    quiet_bad_requests,
     raise_open_files_limit,
 )
 
@@ -170,6 +171,7 @@ class Agent:
         cfg = self.config.agent
         host, port = cfg.host_port
         loop = asyncio.get_running_loop()
+        quiet_bad_requests()
         self._loop_handler = (loop, loop.get_exception_handler())
         loop.set_exception_handler(AcceptErrorReporter(self.metrics.api_accept_errors.inc,
                                                        fallback=loop.get_exception_handler()))

@@ -15,7 +15,8 @@ none, gets one of a few slots kept for /healthz and /readyz (any other path
 is answered 503 there), or is answered 503 and closed at once; a connection that has not sent a complete request head
 within `HEADER_TIMEOUT` is closed (aiohttp has no header timeout), and idle
 keep-alive connections close after `KEEPALIVE_TIMEOUT`. Accept errors are
-logged once per interval by `AcceptErrorReporter`, without a traceback.
+logged once per interval by `AcceptErrorReporter`, and malformed requests
+as one line each (`BadRequestLog`), never as tracebacks.
 """
 
 from __future__ import annotations
@@ -380,3 +381,55 @@ class AcceptErrorReporter:
                       "checks keep running, see sre_agent_api_accept_errors_total",
                       getattr(exc, "strerror", None) or exc, self._since)
             self._last, self._since = now, 0
+
+
+class BadRequestLog(logging.Filter):
+    """For aiohttp's server logger: a malformed HTTP request is the client's mistake, not ours.
+
+    aiohttp logs one at ERROR with a traceback; this makes it one INFO line
+    (`bad HTTP request from ...: 400 Invalid character in Content-Length`),
+    at most `burst` per `interval`, then counts what it dropped. Errors in our
+    handlers keep their tracebacks.
+    """
+
+    def __init__(self, burst: int = 10, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+        super().__init__()
+        self._burst, self._interval = burst, interval
+        self._window = -interval
+        self._count = self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not type(exc).__module__.startswith("aiohttp.http_exceptions"):
+            return True
+        try:
+            return self._one_line(record, exc)
+        except Exception:  # a failing filter would turn aiohttp's 400 into a 500
+            return True
+
+    def _one_line(self, record: logging.LogRecord, exc: BaseException) -> bool:
+        now = time.monotonic()
+        dropped = 0
+        if now - self._window >= self._interval:
+            self._window, self._count, dropped, self._dropped = now, 0, self._dropped, 0
+        if self._count >= self._burst:
+            self._dropped += 1
+            return False
+        self._count += 1
+        detail = (getattr(exc, "message", None) or str(exc)).strip().splitlines()
+        status = getattr(exc, "code", 400)
+        where = record.getMessage().removeprefix("Error handling request")
+        record.msg = "bad HTTP request%s: %s %s%s"
+        record.args = (where, status,
+                       detail[0][:200] if detail else type(exc).__name__,
+                       f" ({dropped} more in the last interval not logged)" if dropped else "")
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_bad_requests(logger: logging.Logger | None = None) -> None:
+    """Install `BadRequestLog` on aiohttp's server logger, once."""
+    target = logger or logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestLog) for f in target.filters):
+        target.addFilter(BadRequestLog())

@@ -155,3 +155,24 @@ def test_accept_errors_are_counted_and_logged_once_per_interval(caplog):
         assert others == [{"message": "something else"}]
     finally:
         loop.close()
+
+
+def test_bad_request_log_is_one_line_and_bounded():
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from agent.web import BadRequestLog
+
+    quiet = BadRequestLog(burst=2, interval=3600)
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+                                 ("127.0.0.1",), (type(exc), exc, None))
+
+    first = record(BadHttpMessage("Invalid character in Content-Length:\n\n  b'abc'"))
+    assert quiet.filter(first)
+    assert (first.levelno, first.exc_info) == (logging.INFO, None)
+    assert first.getMessage() == "bad HTTP request from 127.0.0.1: 400 Invalid character in Content-Length:"
+    assert quiet.filter(record(BadHttpMessage("x")))
+    assert not quiet.filter(record(BadHttpMessage("x")))  # past the burst: dropped, and counted
+    bug = record(RuntimeError("a bug in a handler"))
+    assert quiet.filter(bug) and bug.exc_info is not None and bug.levelno == logging.ERROR

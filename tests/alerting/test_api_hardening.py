@@ -204,3 +204,20 @@ async def test_cli_silence_list_follows_the_pages(running, monkeypatch):
     out = await asyncio.to_thread(runner.invoke, main, ["silence", "list", "--url", url, "-o", "json"],
                                   catch_exceptions=False)
     assert len(json.loads(out.output)) == 5
+
+
+async def test_malformed_http_logs_one_line_without_traceback(running, caplog):
+    url = await running()
+    port = int(url.rsplit(":", 1)[1])
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /api/v1/silences HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert (await reader.read()).startswith(b"HTTP/1.0 400")
+        writer.close()
+    await asyncio.sleep(0.1)
+    assert not tracebacks(caplog)
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) == 3 and all(r.levelno == logging.INFO for r in lines)
+    assert "bad HTTP request from 127.0.0.1: 400 Invalid character in Content-Length" in lines[0].getMessage()
