@@ -7,16 +7,21 @@ the few attributes they read, not the `Agent` class.
 The listener must never blind the agent: about a thousand idle connections
 once used up the file descriptors and every check failed with "Too many open
 files". So the daemon raises the soft RLIMIT_NOFILE to the hard limit at
-start, and serves through `GuardedSite`: at most `agent.api_max_connections`
-connections are open at once (lowered to half of what the open-files limit
-leaves after `FD_RESERVE`, so checks keep the rest); one more takes the place
-of the oldest connection that has not sent a request yet, or, when there is
-none, gets one of a few slots kept for /healthz and /readyz (any other path
-is answered 503 there), or is answered 503 and closed at once; a connection that has not sent a complete request head
-within `HEADER_TIMEOUT` is closed (aiohttp has no header timeout), and idle
-keep-alive connections close after `KEEPALIVE_TIMEOUT`. Accept errors are
-logged once per interval by `AcceptErrorReporter`, and malformed requests
-as one line each (`BadRequestLog`), never as tracebacks.
+start, and serves through `GuardedSite`:
+
+- at most `agent.api_max_connections` connections are open at once, lowered
+  to half of what the open-files limit leaves after `FD_RESERVE` and
+  `ACCEPT_BACKLOG`, so checks keep the rest;
+- one more takes the place of the oldest connection that has not sent a
+  request yet; when there is none it gets one of a few slots kept for
+  /healthz and /readyz (any other request there is answered 503), and past
+  those it is answered 503 and closed at once;
+- a connection that has not sent a complete request head within
+  `HEADER_TIMEOUT` is answered 408 and closed (aiohttp has no header
+  timeout), and idle keep-alive connections close after `KEEPALIVE_TIMEOUT`.
+
+Accept errors are logged once per interval by `AcceptErrorReporter`, and
+malformed requests as one line each (`BadRequestLog`), never as tracebacks.
 """
 
 from __future__ import annotations
