@@ -3,16 +3,41 @@
 Reads are open (they expose only what /metrics already does, redacted);
 writes need `Authorization: Bearer <agent.api_token>` compared in constant
 time, and are refused (403) when no token is configured: never open.
+
+API work must never starve the checks: at most `MAX_HANDLERS` requests are
+handled at once (the rest wait up to `QUEUE_WAIT`, then get 503), and
+/metrics is rendered on the API's own two threads, not the pool checks use.
+/healthz and /readyz skip the queue (and have a few connections of their own past
+the connection cap) so probes answer under load. The
+listener's own limits (connections, header and idle timeouts) are in
+`agent.web`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.web import AGENT_KEY, AgentView, error, json_response, require_token
+from agent.web import (
+    AGENT_KEY,
+    PROBE_PATHS,
+    AgentView,
+    ConnectionGuard,
+    Handler,
+    error,
+    json_response,
+    require_token,
+)
+
+MAX_HANDLERS = 16
+QUEUE_WAIT = 5.0
+UNQUEUED = PROBE_PATHS
+SLOTS_KEY: web.AppKey[asyncio.Semaphore] = web.AppKey("handler-slots")
+RENDER_KEY: web.AppKey[ThreadPoolExecutor] = web.AppKey("render-executor")
+GUARD_KEY: web.AppKey[ConnectionGuard] = web.AppKey("connection-guard")
 
 __all__ = ["AGENT_KEY", "build_app", "error", "json_response", "require_token"]
 
@@ -20,7 +45,8 @@ __all__ = ["AGENT_KEY", "build_app", "error", "json_response", "require_token"]
 async def metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     # Rendering thousands of series takes tens of ms: do it off the event loop (collectors are thread-safe).
-    body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, agent.metrics.registry)
+    body = await asyncio.get_running_loop().run_in_executor(request.app[RENDER_KEY], generate_latest,
+                                                            agent.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -77,9 +103,52 @@ async def run_check(request: web.Request) -> web.Response:
     return json_response(result.to_dict())
 
 
-def build_app(agent: AgentView) -> web.Application:
-    app = web.Application()
+@web.middleware
+async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """At most MAX_HANDLERS requests in their handlers at once; health probes skip the queue.
+
+    A connection the guard admitted past its cap (`ConnectionGuard.probe_only`) serves the probes alone.
+    """
+    guard = request.app.get(GUARD_KEY)
+    over_cap = guard is not None and guard.probe_only(request.transport)
+    if request.path in UNQUEUED:
+        answer = await handler(request)
+        if over_cap:
+            answer.force_close()
+        return answer
+    if over_cap:
+        request.app[AGENT_KEY].metrics.api_rejected.labels("limit").inc()
+        refused = error(503, "too many connections to the agent's API; retry shortly")
+        refused.headers["Retry-After"] = "1"
+        refused.force_close()
+        return refused
+    slots = request.app[SLOTS_KEY]
+    try:
+        async with asyncio.timeout(QUEUE_WAIT):
+            await slots.acquire()
+    except TimeoutError:
+        request.app[AGENT_KEY].metrics.api_rejected.labels("busy").inc()
+        response = error(503, "the agent's API is busy; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+    try:
+        return await handler(request)
+    finally:
+        slots.release()
+
+
+async def _stop_rendering(app: web.Application) -> None:
+    app[RENDER_KEY].shutdown(wait=False, cancel_futures=True)
+
+
+def build_app(agent: AgentView, guard: ConnectionGuard | None = None) -> web.Application:
+    app = web.Application(middlewares=[bounded])
     app[AGENT_KEY] = agent
+    if guard is not None:
+        app[GUARD_KEY] = guard
+    app[SLOTS_KEY] = asyncio.Semaphore(MAX_HANDLERS)
+    app[RENDER_KEY] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sre-agent-api")
+    app.on_cleanup.append(_stop_rendering)
     app.add_routes([
         web.get("/metrics", metrics),
         web.get("/healthz", healthz),

@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 MetricType = Literal["gauge", "counter", "histogram"]
 #: who emits a metric: the agent core, alerting, or the check type of that name
-Component = Literal["core", "alerting", "slo", "backup", "host", "freshness", "data_product"]
+Component = Literal["core", "alerting", "slo", "backup", "command", "host", "freshness", "data_product"]
 Unit = Literal["", "seconds", "bytes", "ratio"]
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -98,6 +98,14 @@ CATALOGUE: dict[str, MetricDef] = _defs(
     MetricDef("sre_agent_store_errors_total", "counter", "Failed writes to the state store", "core"),
     MetricDef("sre_agent_store_size_bytes", "gauge",
               "Size of the state store on disk (history is trimmed past agent.store_max_size)", "core", unit="bytes"),
+    # -- core: the API listener -----------------------------------------------------------------
+    MetricDef("sre_agent_api_connections", "gauge", "Open connections to the API", "core"),
+    MetricDef("sre_agent_api_connections_rejected_total", "counter",
+              "API connections and requests refused by the agent: over agent.api_max_connections (limit), an idle "
+              "connection closed to make room (evicted), request head not sent in time (header_timeout), too many "
+              "requests waiting (busy)", "core", ("reason",)),
+    MetricDef("sre_agent_api_accept_errors_total", "counter",
+              "Connections the API listener failed to accept (e.g. out of file descriptors)", "core"),
     # -- alerting -----------------------------------------------------------------------------
     MetricDef("sre_agent_alerts", "gauge", "Alerts by state (pending, firing) and severity", "alerting",
               ("state", "severity")),
@@ -111,7 +119,7 @@ CATALOGUE: dict[str, MetricDef] = _defs(
     MetricDef("sre_agent_notification_latency_seconds", "histogram",
               "From notification creation to its acceptance by the receiver", "alerting", ("receiver",),
               unit="seconds", buckets=NOTIFICATION_LATENCY_BUCKETS),
-    # -- check types: gauges from their results' samples ---------------------------------------
+    # -- check types: gauges (and counters) from their results' samples ------------------------
     MetricDef("sre_agent_backup_age_seconds", "gauge", "Age of the newest backup", "backup", ("check",), unit="seconds"),
     MetricDef("sre_agent_backup_size_bytes", "gauge", "Size of the newest backup", "backup", ("check",), unit="bytes"),
     MetricDef("sre_agent_backup_restore_duration_seconds", "gauge", "How long the last restore drill's pg_restore took",
@@ -120,6 +128,9 @@ CATALOGUE: dict[str, MetricDef] = _defs(
               ("check",)),
     MetricDef("sre_agent_backup_last_success_timestamp_seconds", "gauge", "Unix time the newest backup was completed",
               "backup", ("check",), unit="seconds"),
+    MetricDef("sre_agent_command_leftover_processes_total", "counter",
+              "Processes a command check's plugin left running after it exited (killed by the agent)", "command",
+              ("check",)),
     MetricDef("sre_agent_data_quality_ratio", "gauge", "Share of rows passing a data quality metric (0..1)",
               "data_product", ("check", "metric", "column"), unit="ratio"),
     MetricDef("sre_agent_data_freshness_seconds", "gauge", "Seconds since the dataset was last updated", "freshness",
@@ -177,16 +188,18 @@ def gauge_family(name: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(d.name, d.help, labels=list(d.labels))
 
 
-def family(name: str) -> tuple[str, tuple[str, ...]]:
-    """(documentation, labelnames) of a gauge a check type exports from its results' samples."""
-    d = _typed(name, "gauge")
-    return d.help, d.labels
+def family(name: str) -> tuple[str, tuple[str, ...], Literal["gauge", "counter"]]:
+    """(documentation, labelnames, kind) of a gauge or counter a check type exports from its results' samples."""
+    d = get(name)
+    if d.type == "histogram":
+        raise TypeError(f"metric {name} is a histogram: a check type's samples can only feed gauges and counters")
+    return d.help, d.labels, d.type
 
 
 T = TypeVar("T")
 
 
-def families(*names: str, make: Callable[[str, tuple[str, ...]], T]) -> dict[str, T]:
+def families(*names: str, make: Callable[[str, tuple[str, ...], Literal["gauge", "counter"]], T]) -> dict[str, T]:
     """A check type's `metric_families`: `families(A, B, make=MetricFamily)`."""
     return {name: make(*family(name)) for name in names}
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -130,10 +130,14 @@ class CheckConfig(Model):
 
 @dataclass(frozen=True)
 class MetricFamily:
-    """A gauge a check type exports from its results' `samples`."""
+    """A gauge (or a counter: its name ends in `_total`) a check type exports from its results' `samples`.
+
+    A counter's samples carry the running total the check instance keeps.
+    """
 
     documentation: str
     labelnames: tuple[str, ...] = ("check",)
+    kind: Literal["gauge", "counter"] = "gauge"
 
 
 class Check(abc.ABC):

@@ -51,6 +51,10 @@ class AgentSettings(Model):
     api_token: SecretStr | None = Field(None, description="bearer token for API writes (or api_token_file)")
     api_token_file: Path | None = None
     max_concurrency: int = Field(256, ge=1, le=100_000, description="checks running at once, across all types")
+    api_max_connections: int = Field(256, ge=1, le=100_000,
+                                     description="open connections to the API at once; past it the oldest idle "
+                                                 "one is closed, or the new one answered 503 (lowered to fit the "
+                                                 "open-files limit, keeping descriptors for checks)")
     external_url: str | None = Field(None, description="URL where this agent is reached, for links in alerts")
     log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")
     log_format: str = Field("text", pattern=r"^(text|json)$")

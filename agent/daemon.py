@@ -33,6 +33,15 @@ from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
 from agent.store import Store, StoreSchemaError
 from agent.store import for_state_dir as store_for_state_dir
+from agent.web import (
+    KEEPALIVE_TIMEOUT,
+    AcceptErrorReporter,
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+    quiet_bad_requests,
+    raise_open_files_limit,
+)
 
 log = logging.getLogger("sre_agent")
 
@@ -103,10 +112,13 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self._lock: StateDirLock | None = None
+        self._open_files = 1024
+        self._loop_handler: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     # -- startup -----------------------------------------------------------------
     async def start(self) -> None:
         self.config = load_config(self.config_path)  # raises ConfigError: nothing started
+        self._open_files = raise_open_files_limit()
         self.metrics.config_loaded(True, time.time())
         cfg = self.config.agent
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
@@ -152,17 +164,26 @@ class Agent:
         return components
 
     async def _serve(self) -> None:
+        """The listener, guarded so API connections can never take the descriptors checks need (see agent.web)."""
         from agent.api import build_app
 
         assert self.config is not None
-        host, port = self.config.agent.host_port
-        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        cfg = self.config.agent
+        host, port = cfg.host_port
+        loop = asyncio.get_running_loop()
+        quiet_bad_requests()
+        self._loop_handler = (loop, loop.get_exception_handler())
+        loop.set_exception_handler(AcceptErrorReporter(self.metrics.api_accept_errors.inc,
+                                                       fallback=loop.get_exception_handler()))
+        guard = ConnectionGuard(connection_cap(cfg.api_max_connections, self._open_files),
+                                on_reject=lambda reason: self.metrics.api_rejected.labels(reason).inc())
+        self.metrics.api_connections.set_function(lambda: guard.open)
+        self._runner = web.AppRunner(build_app(self, guard), access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                     keepalive_timeout=KEEPALIVE_TIMEOUT)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = GuardedSite(self._runner, host, port, guard)
         await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self.port = site.sockets[0].getsockname()[1] if site.sockets else port
 
     def _publish(self, result: CheckResult) -> None:
         self.metrics.observe(result)
@@ -232,6 +253,10 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._loop_handler is not None:
+            loop, handler = self._loop_handler
+            loop.set_exception_handler(handler)
+            self._loop_handler = None
         if self.store is not None:
             await self.store.close()
             self.store = None

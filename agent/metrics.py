@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__, catalogue
@@ -22,6 +22,8 @@ from agent.check import MetricFamily
 from agent.core import CheckResult
 from agent.registry import check_types
 
+#: why the API refused a connection or request (labels of sre_agent_api_connections_rejected_total)
+API_REJECT_REASONS = ("limit", "evicted", "header_timeout", "busy")
 #: the per-check gauges built from each check's latest result, in exposition order
 RESULT_GAUGES = ("sre_agent_check_status", "sre_agent_check_up", "sre_agent_check_last_run_timestamp_seconds",
                  "sre_agent_check_observation")
@@ -48,7 +50,7 @@ class _LatestResults(Collector):
     def collect(self) -> Iterator[Metric]:
         results = self.latest().values()
         status, up, last, obs = (catalogue.gauge_family(name) for name in RESULT_GAUGES)
-        extra = {name: GaugeMetricFamily(name, fam.documentation) for name, fam in self._families.items()}
+        extra = {name: _family(name, fam) for name, fam in self._families.items()}
         for r in results:
             labels = {**r.labels, "check": r.check, "type": r.type}
             status.add_sample(status.name, labels, float(r.status))
@@ -74,8 +76,14 @@ class _LatestResults(Collector):
         # Declaring the names lets the registry refuse duplicates at registration.
         for name in RESULT_GAUGES:
             yield GaugeMetricFamily(name, "")
-        for name in self._families:
-            yield GaugeMetricFamily(name, "")
+        for name, fam in self._families.items():
+            yield _family(name, fam)
+
+
+def _family(name: str, fam: MetricFamily) -> Metric:
+    if fam.kind == "counter":
+        return CounterMetricFamily(name, fam.documentation)
+    return GaugeMetricFamily(name, fam.documentation)
 
 
 class Metrics:
@@ -96,6 +104,11 @@ class Metrics:
         self.skipped = catalogue.counter("sre_agent_check_runs_skipped_total", self.registry)
         self.store_errors = catalogue.counter("sre_agent_store_errors_total", self.registry)
         self.store_size = catalogue.gauge("sre_agent_store_size_bytes", self.registry)
+        self.api_accept_errors = catalogue.counter("sre_agent_api_accept_errors_total", self.registry)
+        self.api_rejected = catalogue.counter("sre_agent_api_connections_rejected_total", self.registry)
+        for reason in API_REJECT_REASONS:
+            self.api_rejected.labels(reason)
+        self.api_connections = catalogue.gauge("sre_agent_api_connections", self.registry)
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)
@@ -125,5 +138,7 @@ def check_type_families() -> dict[str, MetricFamily]:
         for name, fam in cls.metric_families.items():
             if name in families and families[name] != fam:
                 raise ValueError(f"metric {name} declared differently by two check types")
+            if fam.kind == "counter" and not name.endswith("_total"):
+                raise ValueError(f"counter {name} (declared by {cls.__name__}) must end in _total")
             families[name] = fam
     return families

@@ -3,29 +3,36 @@
 Every team already has scripts and thousands of Nagios/Icinga plugins that
 answer "is it healthy?" with exit code 0/1/2/3, a first line of text and
 optional performance data after a `|`. This check runs one without a shell
-(argv list, or a string split with shlex), bounds its output, kills the whole
-process group when it runs too long (or when the runner cancels it), and
-turns perfdata into observations.
+(argv list, or a string split with shlex), bounds its output, and turns
+perfdata into observations. Nothing the plugin starts outlives its run: its
+process group is killed after every run (on exit, timeout or cancellation),
+output is read until it exits plus a short grace, and children that escaped
+the group are found and killed too (see `checks._proc`), counted in
+`sre_agent_command_leftover_processes_total`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
+import logging
 import re
 import shlex
 import signal
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from agent.core import CheckResult, Status
+from agent import catalogue
+from agent.core import CheckResult, Sample, Status
 from agent.durations import human
 from agent.secrets import redact
-from checks._proc import kill_group
-from checks.base import Check, CheckConfig
+from checks._proc import Capture, Finished, run_process
+from checks.base import Check, CheckConfig, MetricFamily
+
+if TYPE_CHECKING:
+    from agent.context import CheckContext
 
 OUTPUT_LIMIT = 64 * 1024
 SUMMARY_LIMIT = 300
@@ -33,7 +40,9 @@ DETAILS_LIMIT = 2000
 # Kill a little before the runner's own deadline, so this check's result (with
 # the process group really gone) wins the race against the runner's timeout.
 _DEADLINE_SHARE = 0.95
-_READ_CHUNK = 16 * 1024
+LEFTOVERS_METRIC = "sre_agent_command_leftover_processes_total"
+_LEFTOVER_LOG_INTERVAL = 600.0
+log = logging.getLogger("sre_agent.checks.command")
 # Text kept past a cut point while redacting, so a long secret there is still recognised.
 _REDACT_MARGIN = 4096
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
@@ -78,27 +87,6 @@ class CommandConfig(CheckConfig):
             if not _ENV_NAME.match(name):
                 raise ValueError(f"invalid environment variable name {name!r}")
         return v
-
-
-@dataclass
-class _Capture:
-    """Output kept up to `OUTPUT_LIMIT`; the rest is read and dropped so the child never blocks."""
-
-    data: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-
-    async def drain(self, stream: asyncio.StreamReader | None) -> None:
-        if stream is None:
-            return
-        while chunk := await stream.read(_READ_CHUNK):
-            room = OUTPUT_LIMIT - len(self.data)
-            if len(chunk) > room:
-                self.truncated = True
-            if room > 0:
-                self.data += chunk[:room]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -150,8 +138,37 @@ def split_plugin_output(stdout: str) -> tuple[str, str, str]:
 
 
 def observation_name(label: str) -> str:
-    """A perfdata label as an observation name: lowercase [a-z0-9_] ('' if nothing is left)."""
-    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+    """A perfdata label as an observation name: lowercase [a-z0-9_], accents folded ('' if nothing is left).
+
+    A filesystem path loses its slashes (`/var/log` -> `var_log`) and the root
+    filesystem, which check_disk labels `/`, is `root`.
+    """
+    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9]+", "_", ascii_label.lower()).strip("_")
+    if not name and label.strip() and set(label.strip()) == {"/"}:
+        return "root"
+    return name
+
+
+def observation_names(labels: list[str]) -> list[str]:
+    """One distinct, valid observation name per perfdata label, in output order.
+
+    Stable for a plugin whose output keeps its order: the first label to claim a
+    name keeps it, later ones get `_2`, `_3`... (`/` and `root` become `root`
+    and `root_2`). A label with nothing usable left (`%`, `日本`) is named by
+    its position: `perf_3` for the third value.
+    """
+    names: list[str] = []
+    taken: set[str] = set()
+    for position, label in enumerate(labels, start=1):
+        base = observation_name(label) or f"perf_{position}"
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _clean(text: str, limit: int) -> str:
@@ -174,19 +191,23 @@ def _signal_name(number: int) -> str:
 class CommandCheck(Check):
     type = "command"
     Config = CommandConfig
+    metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(LEFTOVERS_METRIC, make=MetricFamily)
     # A plugin that does not answer in time is a failing plugin (Nagios' own rule).
     timeout_status = Status.CRITICAL
 
     config: CommandConfig
 
+    def __init__(self, config: CheckConfig, context: CheckContext) -> None:
+        super().__init__(config, context)
+        self._leftovers_total = 0
+        self._leftovers_logged = -_LEFTOVER_LOG_INTERVAL
+
     async def run(self) -> CheckResult:
         cfg = self.config
         program = cfg.command[0]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *cfg.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=cfg.cwd, env={**os.environ, **cfg.env} if cfg.env else None,
-                start_new_session=True)
+            run = await run_process(cfg.command, limit=self.timeout * _DEADLINE_SHARE, env=cfg.env, cwd=cfg.cwd,
+                                    output_limit=OUTPUT_LIMIT)
         except FileNotFoundError as exc:
             # The exec error names what is missing: the program or the cwd.
             if cfg.cwd is not None and exc.filename == cfg.cwd:
@@ -196,28 +217,30 @@ class CommandCheck(Check):
             return self.result(Status.UNKNOWN, f"command not executable: {program} (permission denied)")
         except OSError as exc:
             return self.result(Status.UNKNOWN, f"cannot run {program}: {exc.strerror or exc}")
+        self._count_leftovers(run)
+        if run.timed_out:
+            result = self.result(Status.CRITICAL, f"timed out after {human(self.timeout)}", pid=run.pid,
+                                 stdout=_clean(run.stdout.text(), DETAILS_LIMIT),
+                                 stderr=_clean(run.stderr.text(), DETAILS_LIMIT))
+        else:
+            result = self._interpret(run.returncode, run.stdout, run.stderr)
+        if run.leftovers:
+            result.details["leftover_processes"] = run.leftovers
+        result.samples.append(Sample(LEFTOVERS_METRIC, float(self._leftovers_total)))
+        return result
 
-        out, err = _Capture(), _Capture()
-        try:
-            async with asyncio.timeout(self.timeout * _DEADLINE_SHARE):
-                await asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), proc.wait())
-        except TimeoutError:
-            kill_group(proc)
-            await proc.wait()
-            return self.result(Status.CRITICAL, f"timed out after {human(self.timeout)}", pid=proc.pid,
-                               stdout=_clean(out.text(), DETAILS_LIMIT),
-                               stderr=_clean(err.text(), DETAILS_LIMIT))
-        finally:
-            # Cancelled by the runner (its timeout or a shutdown): never leave the
-            # command or anything it started running behind us.
-            if proc.returncode is None:
-                kill_group(proc)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(2):
-                        await proc.wait()
-        return self._interpret(proc.returncode, out, err)
+    def _count_leftovers(self, run: Finished) -> None:
+        if not run.leftovers:
+            return
+        self._leftovers_total += run.leftovers
+        now = time.monotonic()
+        if now - self._leftovers_logged >= _LEFTOVER_LOG_INTERVAL:
+            self._leftovers_logged = now
+            log.warning("command check %s: the plugin left %d process(es) running after it exited; killed them "
+                        "(%d so far; counted in %s)", self.name, run.leftovers, self._leftovers_total,
+                        LEFTOVERS_METRIC)
 
-    def _interpret(self, code: int | None, out: _Capture, err: _Capture) -> CheckResult:
+    def _interpret(self, code: int | None, out: Capture, err: Capture) -> CheckResult:
         stdout, stderr = out.text(), err.text()
         first, long_text, perf = split_plugin_output(stdout)
         if not first:
@@ -232,16 +255,13 @@ class CommandCheck(Check):
             status = Status.UNKNOWN
             summary = f"exit code {code}" + (f": {text}" if text else " (no output)")
 
-        observations: dict[str, float] = {}
         perfdata = parse_perfdata(perf)
-        for p in perfdata:
-            name = observation_name(p.label)
-            if name and p.value is not None and name not in observations:
-                observations[name] = p.value
+        names = observation_names([p.label for p in perfdata])
+        observations = {name: p.value for name, p in zip(names, perfdata, strict=True) if p.value is not None}
         return self.result(
             status, summary, observations, exit_code=code,
-            perfdata=[{"label": p.label, "value": p.value, "uom": p.uom, "warn": p.warn, "crit": p.crit,
-                       "min": p.min, "max": p.max} for p in perfdata],
+            perfdata=[{"label": p.label, "name": name, "value": p.value, "uom": p.uom, "warn": p.warn,
+                       "crit": p.crit, "min": p.min, "max": p.max} for name, p in zip(names, perfdata, strict=True)],
             long_text=_clean(long_text, DETAILS_LIMIT),
             stderr=_clean(stderr, DETAILS_LIMIT),
             output_truncated=out.truncated or err.truncated)

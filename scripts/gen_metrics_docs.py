@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 START, END = "<!-- metrics-reference:start -->", "<!-- metrics-reference:end -->"
 
 _COMPONENTS = {"core": "core", "alerting": "alerting", "slo": "`slo` checks", "backup": "`backup` checks",
-               "host": "`host` checks", "freshness": "`freshness` checks", "data_product": "`data_product` checks"}
+               "command": "`command` checks", "host": "`host` checks", "freshness": "`freshness` checks", "data_product": "`data_product` checks"}
 
 
 def _cell(text: str) -> str:

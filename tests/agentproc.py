@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -20,8 +21,10 @@ def free_port() -> int:
 
 
 class AgentProcess:
-    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 open_files: tuple[int, int] | None = None) -> None:
         self.config, self.port = config, port
+        self.open_files = open_files  # (soft, hard) RLIMIT_NOFILE for the agent, as systemd's LimitNOFILE= sets it
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd or config.parent
@@ -30,8 +33,15 @@ class AgentProcess:
 
     def start(self, wait_ready: bool = True) -> AgentProcess:
         out = self.log.open("a")
+        limits = self.open_files
+
+        def preexec() -> None:
+            if limits is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
         self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "-c", str(self.config)],
-                                     cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True)
+                                     cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=preexec if limits is not None else None)
         if wait_ready:
             self.wait_ready()
         return self

@@ -4,26 +4,33 @@ Reads are open like the rest of the API; creating or expiring a silence is a
 write and goes through `agent.web.require_token` (403 while no token is
 configured, 401 for a wrong one). Silences created here are stored durably
 and apply within a second.
+
+Whatever a client sends, a bad silence request is answered 400 naming the
+field (415 without `Content-Type: application/json`, 409 past
+`alerting.max_silences`) and logged as one line, never as a traceback; the
+silence list is paginated (`?limit=&offset=`, with `total`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from agent.alerting.config import LATEST_END, compile_matchers
+from agent.alerting.config import LATEST_END, AlertingConfig, compile_matchers
 from agent.alerting.runbooks import RunbookError, find_runbook, is_url
 from agent.alerting.silences import Silence
 from agent.check import CheckConfig, Model
 from agent.config import format_path
 from agent.core import Alert
-from agent.durations import Duration
+from agent.durations import Duration, parse_duration
 from agent.web import AGENT_KEY, error, json_response, require_token
 
 
@@ -31,6 +38,7 @@ class AlertingService(Protocol):
     """What these routes use of the alerting engine (`agent.alerting.engine.AlertingEngine`)."""
 
     checks: dict[str, CheckConfig]
+    alerting: AlertingConfig
 
     clock: Callable[[], float]
 
@@ -41,7 +49,15 @@ class AlertingService(Protocol):
 
 
 ENGINE_KEY: web.AppKey[AlertingService] = web.AppKey("alerting")
+CREATE_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("silence-create-lock")
 STATES = ("pending", "firing", "resolved")
+#: nesting reported as too deep when the JSON parser gives up (RecursionError)
+MAX_JSON_DEPTH = 64
+DEFAULT_PAGE = 100
+#: a body still arriving after this long holds one of the API's few handler slots: refuse it
+BODY_TIMEOUT = 10.0
+MAX_PAGE = 1000
+log = logging.getLogger("sre_agent.alerting.api")
 
 
 class SilenceRequest(Model):
@@ -59,6 +75,16 @@ class SilenceRequest(Model):
     @classmethod
     def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
         return compile_matchers(v, "matchers_re")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _fits(cls, v: Any) -> Any:
+        """`99999999999d` does not fit a timedelta: an error about this field, not an OverflowError."""
+        try:
+            return parse_duration(v)
+        except OverflowError:
+            raise ValueError(f"{v!r} is too long: the silence would end after {LATEST_END.date()}; "
+                             "give a shorter duration") from None
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -104,29 +130,110 @@ async def list_alerts(request: web.Request) -> web.Response:
     return json_response({"alerts": alerts})
 
 
+def _page_param(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {allowed}; got {raw[:40]!r}") from None
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {allowed}; got {value}")
+    return value
+
+
 async def list_silences(request: web.Request) -> web.Response:
+    """One page of silences, oldest start first: `limit` (default 100, at most 1000), `offset`, and the `total`."""
     engine = _engine(request)
     include_expired = request.query.get("all", "").lower() in ("1", "true", "yes")
+    try:
+        limit = _page_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        offset = _page_param(request, "offset", 0, 0, None)
+    except ValueError as exc:
+        return error(400, str(exc))
     now = engine.clock()
-    return json_response({"silences": [s.to_dict(now) for s in engine.silences(include_expired)]})
+    silences = engine.silences(include_expired)
+    page = silences[offset:offset + limit]
+    return json_response({"silences": [s.to_dict(now) for s in page], "total": len(silences),
+                          "limit": limit, "offset": offset})
+
+
+def _too_deep(text: str, limit: int) -> str | None:
+    """The top-level field under which `text` nests more than `limit` arrays/objects ('<body>' if none), else None.
+
+    Only run once json.loads gave up (RecursionError), to name the field.
+    """
+    depth, in_string, escaped = 0, False, False
+    key: str | None = None
+    last_string, start = "", -1
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string, last_string = False, text[start + 1:i]
+        elif ch == '"':
+            in_string, start = True, i
+        elif ch == ":" and depth == 1:
+            key = last_string[:64]
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return key if key is not None and depth > 1 else "<body>"
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
+def _rejected(request: web.Request, status: int, message: str, problems: list[str] | None = None) -> web.Response:
+    log.info("%s %s rejected (%d): %s", request.method, request.path, status, "; ".join(problems or [message])[:500])
+    if problems:
+        return json_response({"error": message, "problems": problems}, status=status)
+    return error(status, message)
 
 
 @require_token
 async def create_silence(request: web.Request) -> web.Response:
     engine = _engine(request)
+    if request.content_type != "application/json":
+        return _rejected(request, 415, f"Content-Type must be application/json; got {request.content_type!r}")
     try:
-        body = await request.json()
+        async with asyncio.timeout(BODY_TIMEOUT):
+            text = await request.text()
+    except TimeoutError:
+        return _rejected(request, 408, f"the body did not arrive within {BODY_TIMEOUT:g}s")
+    except (UnicodeDecodeError, LookupError):
+        return _rejected(request, 400, "body must be JSON in UTF-8")
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        field = _too_deep(text, MAX_JSON_DEPTH) or "<body>"
+        return _rejected(request, 400, "invalid silence",
+                         [f"{field}: nested more than {MAX_JSON_DEPTH} levels deep; a silence is a flat object"])
     except ValueError:
-        return error(400, "body must be a JSON object")
+        return _rejected(request, 400, "body must be a JSON object")
+    if not isinstance(body, dict):
+        return _rejected(request, 400, f"body must be a JSON object; got {type(body).__name__}")
     try:
         silence = SilenceRequest.model_validate(body).to_silence(engine.clock())
     except ValidationError as exc:
         problems = [f"{format_path(e['loc']) or '<body>'}: {str(e['msg']).removeprefix('Value error, ')}"
                     for e in exc.errors(include_url=False)]
-        return json_response({"error": "invalid silence", "problems": problems}, status=400)
-    except ValueError as exc:
-        return error(400, str(exc))
-    await engine.add_silence(silence)
+        return _rejected(request, 400, "invalid silence", problems)
+    except (ValueError, OverflowError) as exc:
+        return _rejected(request, 400, str(exc))
+    cap = engine.alerting.max_silences
+    async with request.app[CREATE_LOCK]:
+        current = len(engine.silences())
+        if current >= cap:
+            return _rejected(request, 409, f"too many silences: {current} are active or pending and "
+                             f"alerting.max_silences is {cap}; expire some (DELETE /api/v1/silences/{{id}}) "
+                             "or raise alerting.max_silences")
+        await engine.add_silence(silence)
     return json_response({"id": silence.id, "silence": silence.to_dict(engine.clock())}, status=201)
 
 
@@ -165,6 +272,7 @@ async def show_runbook(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application, engine: AlertingService) -> None:
     app[ENGINE_KEY] = engine
+    app[CREATE_LOCK] = asyncio.Lock()
     app.add_routes([
         web.get("/api/v1/alerts", list_alerts),
         web.get("/api/v1/silences", list_silences),

@@ -282,6 +282,9 @@ class AlertingConfig(Model):
     silences: list[SilenceConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=lambda: OutboxSettings())
+    max_silences: int = Field(1000, ge=1, le=100_000,
+                              description="most silences active or pending at once (config and API); "
+                                          "POST /api/v1/silences answers 409 beyond")
 
     @field_validator("runbook_base_url")
     @classmethod
@@ -311,6 +314,9 @@ class AlertingConfig(Model):
             out.extend(self._route_issues(self.route, ("route",), names, configured))
         elif self.receivers:
             out.append((("route",), "receivers are configured but no route sends anything to them"))
+        if len(self.silences) > self.max_silences:
+            out.append((("silences",), f"{len(self.silences)} silences configured, more than "
+                                       f"alerting.max_silences ({self.max_silences}); raise max_silences"))
         for i, s in enumerate(self.silences):
             if s.end <= s.starts_at:
                 out.append((("silences", i, "ends_at" if s.ends_at else "duration"),

@@ -19,6 +19,7 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:9108"
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+SILENCE_PAGE = 500
 
 
 def _base_url(url: str | None, config_path: str | None) -> str:
@@ -55,6 +56,22 @@ def _request(method: str, base: str, path: str, token: str | None = None, **kwar
             click.echo("pass --token or set SRE_AGENT_API_TOKEN", err=True)
         sys.exit(1)
     return data
+
+
+def _all_silences(base: str, show_all: bool) -> list[dict[str, Any]]:
+    """Follow `GET /api/v1/silences` page by page until `total` (an agent without pages answers all at once)."""
+    out: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        query = f"?limit={SILENCE_PAGE}&offset={offset}" + ("&all=1" if show_all else "")
+        data = _request("GET", base, "/api/v1/silences" + query)
+        page = data["silences"]
+        out.update((s["id"], s) for s in page)
+        offset += len(page)
+        total = data.get("total")
+        # An empty page ends it too: silences expiring between pages shrink the total.
+        if not isinstance(total, int) or not page or offset >= total:
+            return list(out.values())
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -118,13 +135,13 @@ def register(main: click.Group) -> None:
     @click.option("--all", "show_all", is_flag=True, help="include expired silences")
     @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
     def silence_list(config_path: str | None, url: str | None, token: str | None, show_all: bool, output: str) -> None:
-        """List active and pending silences."""
-        data = _request("GET", _base_url(url, config_path), "/api/v1/silences" + ("?all=1" if show_all else ""))
+        """List active and pending silences (every page of them)."""
+        silences = _all_silences(_base_url(url, config_path), show_all)
         if output == "json":
-            click.echo(json.dumps(data["silences"], indent=2))
+            click.echo(json.dumps(silences, indent=2))
             return
         click.echo(f"{'ID':<34} {'STATUS':<8} {'ENDS':<17} {'BY':<12} MATCHERS / COMMENT")
-        for s in data["silences"]:
+        for s in silences:
             match = ",".join([f"{k}={v}" for k, v in s["matchers"].items()] + [f"{k}=~{v}" for k, v in s["matchers_re"].items()])
             click.echo(f"{s['id']:<34} {s['status']:<8} {_when(s['ends_at']):<17} {s['created_by'][:12]:<12} {match}  {s['comment']}")
 

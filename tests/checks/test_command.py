@@ -17,11 +17,13 @@ from agent.config import ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import Status
 from checks.command import (
+    LEFTOVERS_METRIC,
     OUTPUT_LIMIT,
     SUMMARY_LIMIT,
     CommandCheck,
     CommandConfig,
     observation_name,
+    observation_names,
     parse_perfdata,
     split_plugin_output,
 )
@@ -223,9 +225,38 @@ def test_split_plugin_output_follows_the_plugin_api():
 
 
 @pytest.mark.parametrize(("label", "name"), [
-    ("time", "time"), ("Queue-Depth", "queue_depth"), ("disk /var", "disk_var"), ("/", ""), ("ÄÖ x", "x")])
+    ("time", "time"), ("Queue-Depth", "queue_depth"), ("disk /var", "disk_var"), ("/", "root"), ("//", "root"),
+    ("/var/log", "var_log"), ("Küche Ä x", "kuche_a_x"), ("%", "")])
 def test_observation_names_are_sanitized(label: str, name: str):
     assert observation_name(label) == name
+
+
+def test_observation_names_are_distinct_and_stable():
+    labels = ["/", "root", "/var/log", "var_log", "var-log", "%", "日本", "perf_6"]
+    names = observation_names(labels)
+    assert names == ["root", "root_2", "var_log", "var_log_2", "var_log_3", "perf_6", "perf_7", "perf_6_2"]
+    assert observation_names(labels) == names
+
+
+async def test_check_disk_perfdata_reaches_observations_and_metrics(tmp_path: Path):
+    """check_disk labels the root filesystem `/`: it was sanitised to '' and dropped."""
+    from prometheus_client import generate_latest
+
+    from agent.metrics import Metrics
+    from agent.runner import execute
+
+    body = ("echo 'DISK OK - free space: / 3326 MB (56% inode=90%); /boot 30 MB (31% inode=99%);"
+            "| /=2643MB;5948;5958;0;5968 /boot=68MB;88;93;0;98 root=1 /var/log=12MB'\nexit 0")
+    result = await execute(check([script(tmp_path, body, "check_disk")]))
+    assert result.status == Status.OK
+    assert result.observations == {"root": 2643.0, "boot": 68.0, "root_2": 1.0, "var_log": 12.0}
+    assert [(p["label"], p["name"]) for p in result.details["perfdata"]] == [
+        ("/", "root"), ("/boot", "boot"), ("root", "root_2"), ("/var/log", "var_log")]
+    metrics = Metrics(families={})
+    metrics.observe(result)
+    text = generate_latest(metrics.registry).decode()
+    assert 'sre_agent_check_observation{check="cmd",name="root"} 2643.0' in text
+    assert 'sre_agent_check_observation{check="cmd",name="boot"} 68.0' in text
 
 
 def write_config(tmp_path: Path, body: str) -> Path:
@@ -289,3 +320,83 @@ def test_model_errors_point_at_the_field(data: dict, loc: tuple, text: str):
     [error] = info.value.errors()
     assert error["loc"] == loc
     assert text in error["msg"]
+
+
+# -- nothing a plugin starts outlives its run (issue 14.17) ------------------------------------------
+
+SETSID_CHILD = ("import os, sys, time; os.setsid(); open(sys.argv[1], 'a').write(f'{os.getpid()}\\n'); "
+                "time.sleep(30)")
+
+
+def leftover_total(result) -> float:
+    [sample] = [s for s in result.samples if s.metric == LEFTOVERS_METRIC]
+    return sample.value
+
+
+async def test_backgrounded_child_holding_the_pipes_is_killed_and_counted(tmp_path: Path):
+    """`sleep &` keeps stdout open: the check used to wait for it until the timeout (CRITICAL), then leave it."""
+    pids = tmp_path / "pids"
+    body = f"sleep 30 &\necho $! > {pids}\necho 'OK - served'\nexit 0"
+    plugin = check([script(tmp_path, body)], timeout="5s")
+    result = await plugin.run()
+    assert (result.status, result.summary) == (Status.OK, "OK - served")
+    [child] = await read_pids(pids, 1)
+    assert wait_gone(child)
+    assert result.details["leftover_processes"] == 1
+    assert leftover_total(result) == 1
+    again = await plugin.run()
+    assert leftover_total(again) == 2
+
+
+async def test_child_that_escaped_the_group_with_setsid_is_killed(tmp_path: Path):
+    pids = tmp_path / "pids"
+    body = f"{sys.executable} -c \"{SETSID_CHILD}\" {pids} >/dev/null 2>&1 &\n" \
+           f"while [ ! -s {pids} ]; do sleep 0.01; done\necho 'OK - detached a helper'\nexit 0"
+    result = await check([script(tmp_path, body)], timeout="5s").run()
+    assert result.status == Status.OK
+    [child] = await read_pids(pids, 1)
+    assert os.getpgid(child) == child  # it really left the plugin's process group
+    assert wait_gone(child)
+    assert result.details["leftover_processes"] == 1
+
+
+async def test_a_well_behaved_plugin_counts_no_leftovers(tmp_path: Path):
+    result = await check([script(tmp_path, "echo 'OK - nothing left'\nexit 0")]).run()
+    assert result.status == Status.OK
+    assert "leftover_processes" not in result.details
+    assert leftover_total(result) == 0
+
+
+async def test_repeated_runs_leave_no_process_and_no_descriptor(tmp_path: Path):
+    """A setsid'd child holding the pipes: fds grew with every run and the children piled up."""
+    pids = tmp_path / "pids"
+    body = f"{sys.executable} -c \"{SETSID_CHILD}\" {pids} &\n" \
+           f"while [ ! -s {pids} ]; do sleep 0.01; done\n: > {pids}.seen\necho 'OK'\nexit 0"
+    plugin = check([script(tmp_path, body)], timeout="1s")
+    await plugin.run()  # the first run may open what stays open (the child watcher's, the executor's)
+    before = len(os.listdir("/proc/self/fd"))
+    runs = 5
+    for _ in range(runs):
+        result = await plugin.run()
+        assert result.status == Status.OK, result.summary
+    after = len(os.listdir("/proc/self/fd"))
+    children = _pids_written(pids)
+    assert len(children) == runs + 1
+    assert all(wait_gone(pid) for pid in children)
+    assert after <= before, f"descriptors grew from {before} to {after} over {runs} runs"
+    assert leftover_total(result) == runs + 1
+
+
+async def test_leftover_counter_is_exported(tmp_path: Path):
+    from prometheus_client import generate_latest
+
+    from agent.metrics import Metrics
+    from agent.runner import execute
+
+    body = "sleep 30 &\necho OK\nexit 0"
+    result = await execute(check([script(tmp_path, body)]))
+    metrics = Metrics()
+    metrics.observe(result)
+    text = generate_latest(metrics.registry).decode()
+    assert "# TYPE sre_agent_command_leftover_processes_total counter" in text
+    assert 'sre_agent_command_leftover_processes_total{check="cmd"} 1.0' in text
