@@ -38,16 +38,20 @@ def build(ctx: g.Context) -> Dashboard:
         "Schedule lag p50 / p95 / p99", "Delay between a run's due time and its start; growing lag means the agent "
         "cannot keep up (see max_concurrency).", "s",
         g.quantiles(g.rate(_plain("sre_agent_check_schedule_lag_seconds_bucket")), "job, instance", "{{instance}}"),
-        w=8)
+        w=12)
     skipped = g.timeseries(
         "Skipped runs", "Runs skipped because the check's previous run was still going (a run longer than its "
         "interval).", "short",
         [g.target(f"sum by (check) ({g.scoped(g.increase(g.sel('sre_agent_check_runs_skipped_total')))})",
-                  "{{check}}")], w=8, bars=True)
+                  "{{check}}")], w=12, bars=True)
     store = g.timeseries(
         "State store errors", "Failed writes to the state store (history, alert state, outbox).", "short",
-        [g.target(f"sum by (instance) ({g.increase(_plain('sre_agent_store_errors_total'))})", "{{instance}}")], w=8,
+        [g.target(f"sum by (instance) ({g.increase(_plain('sre_agent_store_errors_total'))})", "{{instance}}")], w=12,
         bars=True)
+    store_size = g.timeseries(
+        "State store size", "Size of the state store on disk; history is trimmed past agent.store_max_size, alert "
+        "state and the outbox never are.", "bytes", [g.target(_plain("sre_agent_store_size_bytes"), "{{instance}}")],
+        w=12)
     latency = g.timeseries(
         "Notification latency p50 / p95 / p99", "From a notification's creation to its acceptance by the receiver, "
         "retries included.", "s",
@@ -59,9 +63,9 @@ def build(ctx: g.Context) -> Dashboard:
                            "{{reason}}")], w=12, bars=True, stacked=True)
     rows = [
         g.Row("Scrape and config", [up, loaded, since, configured, version, scrape, samples, reloads]),
-        g.Row("Scheduling and state", [lag, skipped, store]),
+        g.Row("Scheduling and state", [lag, skipped, store, store_size]),
         g.Row("Notifications", [latency, suppressed]),
     ]
     return g.dashboard(uid=UID, title="sre-agent: agent", tags=["agent"], rows=rows, templating=g.variables(),
                        ctx=ctx, description="The agent's own health: scrape, config loads, schedule lag, skipped "
-                                            "runs, state store errors, notification latency.")
+                                            "runs, state store errors and size, notification latency.")
