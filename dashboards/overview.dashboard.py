@@ -34,7 +34,7 @@ def build(ctx: g.Context) -> Dashboard:
                                    {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}])
     history = g.state_timeline(
         "Status history", "Each check's status over time: green OK, yellow WARNING, red CRITICAL, purple UNKNOWN.",
-        [g.target(f"max by (check) ({g.status_sel()})", "{{check}}")], h=9,
+        [g.target(f"max by (job, instance, check) ({g.status_sel()})", "{{check}}")], h=9,
         links=[{"title": "Runbook of ${__field.labels.check}", "targetBlank": True,
                 "url": link["url"].replace("${__data.fields.check}", "${__field.labels.check}")
                 .replace("${__data.fields.instance}", "${__field.labels.instance}")}])

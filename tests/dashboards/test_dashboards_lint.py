@@ -238,8 +238,9 @@ def test_target_counter_agg_rule(dashboards) -> None:
             base = catalogue_name(node.name or "")
             is_counter = node.name.endswith("_total") or (base is not None and CATALOGUE[base].type == "counter")
             if is_counter:
-                assert isinstance(parents[-1], promql_parser.MatrixSelector), q
-                assert isinstance(parents[-2], promql_parser.Call) and parents[-2].func.name in RANGE_FUNCTIONS, q
+                assert len(parents) >= 2 and isinstance(parents[-1], promql_parser.MatrixSelector) and \
+                    isinstance(parents[-2], promql_parser.Call) and parents[-2].func.name in RANGE_FUNCTIONS, \
+                    f"{q}: counter {node.name} is not read through rate/irate/increase"
 
 
 def test_histograms_are_read_through_their_buckets_with_le(dashboards) -> None:
