@@ -20,12 +20,12 @@ run: install
 	$(VENV)/bin/sre-agent run
 
 test: install-test
-	$(VENV)/bin/ruff check agent checks tests bench
+	$(VENV)/bin/ruff check agent checks tests bench dashboards
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 lint: install-test
-	$(VENV)/bin/ruff check agent checks tests bench
+	$(VENV)/bin/ruff check agent checks tests bench dashboards
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 

@@ -81,6 +81,9 @@ CATALOGUE: dict[str, MetricDef] = _defs(
               unit="seconds"),
     MetricDef("sre_agent_check_observation", "gauge", "Numeric observations of the last run (latency, days left, age...)",
               "core", ("check", "name")),
+    MetricDef("sre_agent_check_threshold", "gauge",
+              "Configured level at which the observation (name) turns the check WARNING or CRITICAL (level), in the "
+              "observation's unit", "core", ("check", "name", "level")),
     # -- core: runs, scheduling, config, store ------------------------------------------------
     MetricDef("sre_agent_check_duration_seconds", "histogram", "How long check runs took", "core", ("check", "type"),
               unit="seconds", buckets=CHECK_DURATION_BUCKETS),
@@ -139,6 +142,12 @@ CATALOGUE: dict[str, MetricDef] = _defs(
               unit="ratio"),
     MetricDef("sre_agent_host_inodes_used_ratio", "gauge", "Inodes used per path (0-1)", "host", ("check", "path"),
               unit="ratio"),
+    MetricDef("sre_agent_host_disk_threshold_ratio", "gauge",
+              "Configured disk space used ratio at which the path turns the check WARNING or CRITICAL (level)", "host",
+              ("check", "path", "level"), unit="ratio"),
+    MetricDef("sre_agent_host_inodes_threshold_ratio", "gauge",
+              "Configured inodes used ratio at which the path turns the check WARNING or CRITICAL (level)", "host",
+              ("check", "path", "level"), unit="ratio"),
     MetricDef("sre_agent_slo_objective_ratio", "gauge", "SLO objective as a ratio (0.999 for 99.9%)", "slo", ("slo",),
               unit="ratio"),
     MetricDef("sre_agent_slo_sli_ratio", "gauge", "SLI (good / all events) over the window", "slo", ("slo", "window"),

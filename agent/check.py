@@ -122,6 +122,12 @@ class CheckConfig(Model):
             raise ValueError(f"{info.field_name} must be positive, e.g. 30s")
         return v
 
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        """Configured levels per observation name, in the observation's unit: `{"cpu_percent": {"warning": 70,
+        "critical": 90}}`. Exported as `sre_agent_check_threshold{check,name,level}` so a dashboard draws the
+        thresholds the config sets. A type overrides this for the observations it judges against a level."""
+        return {}
+
     def severity_for(self, status: Status) -> Severity:
         if isinstance(self.severity, SeverityMap):
             return self.severity.warning if status == Status.WARNING else self.severity.critical

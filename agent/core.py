@@ -69,6 +69,8 @@ class CheckResult:
     labels: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
+    #: configured levels per observation name, {"cpu_percent": {"warning": 70, "critical": 90}} (set by the runner)
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     check: str = ""
     type: str = ""
     timestamp: float = field(default_factory=time.time)

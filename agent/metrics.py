@@ -26,7 +26,7 @@ from agent.registry import check_types
 API_REJECT_REASONS = ("limit", "evicted", "header_timeout", "busy")
 #: the per-check gauges built from each check's latest result, in exposition order
 RESULT_GAUGES = ("sre_agent_check_status", "sre_agent_check_up", "sre_agent_check_last_run_timestamp_seconds",
-                 "sre_agent_check_observation")
+                 "sre_agent_check_observation", "sre_agent_check_threshold")
 
 
 class _LatestResults(Collector):
@@ -49,7 +49,7 @@ class _LatestResults(Collector):
 
     def collect(self) -> Iterator[Metric]:
         results = self.latest().values()
-        status, up, last, obs = (catalogue.gauge_family(name) for name in RESULT_GAUGES)
+        status, up, last, obs, thresholds = (catalogue.gauge_family(name) for name in RESULT_GAUGES)
         extra = {name: _family(name, fam) for name, fam in self._families.items()}
         for r in results:
             labels = {**r.labels, "check": r.check, "type": r.type}
@@ -58,6 +58,9 @@ class _LatestResults(Collector):
             last.add_metric([r.check], r.timestamp)
             for name, value in r.observations.items():
                 obs.add_metric([r.check, name], float(value))
+            for name, levels in r.thresholds.items():
+                for level, value in levels.items():
+                    thresholds.add_metric([r.check, name, level], float(value))
             for s in r.samples:
                 fam = extra.get(s.metric)
                 if fam is None:
@@ -70,6 +73,7 @@ class _LatestResults(Collector):
         yield up
         yield last
         yield obs
+        yield thresholds
         yield from extra.values()
 
     def describe(self) -> Iterable[Metric]:

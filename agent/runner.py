@@ -55,6 +55,8 @@ async def execute(check: Check) -> CheckResult:
     result.check = cfg.name
     result.type = cfg.type
     result.labels = {**cfg.labels, **result.labels}
+    # From the config, not the run: a check that timed out still shows what it is judged against.
+    result.thresholds = cfg.observation_thresholds()
     result.summary = redact(result.summary)
     # Observation names and details come from the target too (perfdata labels, URLs, output).
     result.observations = {redact(name): value for name, value in result.observations.items()}

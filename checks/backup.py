@@ -61,7 +61,7 @@ from checks._backup_sources import (
 from checks._backup_tools import VerifyOutcome, inspect_pgbackrest, inspect_restic, restic_check
 from checks._restore import DrillOutcome, RestoreTest, run_drill, validate_cron
 from checks._values import Percent
-from checks.base import Check, CheckConfig, MetricFamily, Model
+from checks.base import Check, CheckConfig, MetricFamily, Model, age_levels, named_levels
 from checks.file import Size, format_size
 
 _SUBSET = re.compile(r"^(\d+(\.\d+)?%|\d+/\d+|\d+[kKmMgGtT]?)$")
@@ -121,6 +121,10 @@ class BackupConfig(CheckConfig):
     @property
     def warn_after(self) -> timedelta:
         return self.warn_age if self.warn_age is not None else self.max_age * 0.8
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(age_seconds=age_levels(self.warn_after, self.max_age),
+                            size_bytes={"critical": float(self.min_size)} if self.min_size is not None else {})
 
 
 @dataclass

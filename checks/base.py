@@ -8,6 +8,8 @@ the threshold models several check types share.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from agent.check import (
     LABEL_NAME,
     NAME_PATTERN,
@@ -23,7 +25,18 @@ from agent.core import Status
 from agent.durations import Duration
 
 __all__ = ["LABEL_NAME", "NAME_PATTERN", "RESERVED_LABELS", "AlertPolicy", "Check", "CheckConfig", "DurationThresholds",
-           "MetricFamily", "Model", "SeverityMap", "Thresholds"]
+           "MetricFamily", "Model", "SeverityMap", "Thresholds", "age_levels", "named_levels"]
+
+
+def named_levels(**levels: dict[str, float]) -> dict[str, dict[str, float]]:
+    """A config's `observation_thresholds()`: the observations that have at least one level set."""
+    return {name: value for name, value in levels.items() if value}
+
+
+def age_levels(warning: timedelta | None, critical: timedelta | None) -> dict[str, float]:
+    """WARNING / CRITICAL ages in seconds (warn_age / max_age, warn_after / error_after)."""
+    return {level: value.total_seconds() for level, value in (("warning", warning), ("critical", critical))
+            if value is not None}
 
 
 class Thresholds(Model):
@@ -31,6 +44,11 @@ class Thresholds(Model):
 
     warning: float | None = None
     critical: float | None = None
+
+    def levels(self, scale: float = 1.0) -> dict[str, float]:
+        """`{"warning": .., "critical": ..}` for the levels that are set, times `scale` (percent -> ratio: 0.01)."""
+        return {level: round(value * scale, 12) for level, value in (("warning", self.warning),
+                                                                     ("critical", self.critical)) if value is not None}
 
     def evaluate(self, value: float) -> Status:
         if self.critical is not None and value >= self.critical:
@@ -46,6 +64,11 @@ class DurationThresholds(Model):
 
     warning: Duration | None = None
     critical: Duration | None = None
+
+    def levels(self, unit: timedelta = timedelta(seconds=1)) -> dict[str, float]:
+        """The levels that are set, in `unit`s (seconds by default; `timedelta(days=1)` for days left)."""
+        return {level: value / unit for level, value in (("warning", self.warning), ("critical", self.critical))
+                if value is not None}
 
     def evaluate(self, seconds: float) -> Status:
         if self.critical is not None and seconds >= self.critical.total_seconds():

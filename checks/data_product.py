@@ -39,7 +39,7 @@ from checks._freshness_sources import (
     validate_column,
 )
 from checks._values import Percent, parse_slo_duration
-from checks.base import NAME_PATTERN, Check, CheckConfig, MetricFamily, Model, SeverityMap
+from checks.base import NAME_PATTERN, Check, CheckConfig, MetricFamily, Model, SeverityMap, named_levels
 from checks.freshness import FreshnessConfig
 
 WARN_SHARE = 0.8
@@ -88,6 +88,11 @@ class DataQualityConfig(CheckConfig):
     type: Literal["data_product"]
     source: SqlSource = Field(description="kind: sql with dsn and table")
     quality: list[QualityRule] = Field(min_length=1, description="completeness / uniqueness / row_count rules")
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        # row_count has a lower and an upper bound, which one level per name cannot say: not exported.
+        return named_levels(**{f"{rule.metric}_{rule.column}_ratio": {"critical": round(rule.threshold / 100, 12)}
+                               for rule in self.quality if isinstance(rule, Completeness | Uniqueness)})
 
     @model_validator(mode="after")
     def _table(self) -> DataQualityConfig:

@@ -25,7 +25,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from agent.core import CheckResult, Status
 from agent.durations import human
 from agent.secrets import redact
-from checks.base import Check, CheckConfig, DurationThresholds, Model
+from checks.base import Check, CheckConfig, DurationThresholds, Model, named_levels
 from checks.tcp import latency_finding, seconds_text
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "PTR", "SOA", "CAA"]
@@ -77,6 +77,9 @@ class DnsConfig(CheckConfig):
     tcp: bool = Field(default=False, description="query over TCP instead of UDP")
     expect: DnsExpect = Field(default_factory=DnsExpect)
     latency: DurationThresholds | None = Field(default=None, description="thresholds on the query time")
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(query_seconds=self.latency.levels() if self.latency else {})
 
     @field_validator("record", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, fie
 
 from agent.core import CheckResult, Status
 from agent.durations import Duration, format_duration, human
-from checks.base import Check, CheckConfig
+from checks.base import Check, CheckConfig, age_levels, named_levels
 
 _SIZE_UNITS = {
     "b": 1,
@@ -77,6 +77,9 @@ class FileConfig(CheckConfig):
     warn_age: Duration | None = Field(None, description="WARNING when the newest file is older")
     min_size: Size | None = Field(None, description="CRITICAL when the newest file is smaller, e.g. 1KB")
     max_size: Size | None = Field(None, description="CRITICAL when the newest file is larger, e.g. 10GiB")
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(age_seconds=age_levels(self.warn_age, self.max_age))
 
     @field_validator("path")
     @classmethod

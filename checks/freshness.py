@@ -44,7 +44,7 @@ from checks._freshness_sources import (
     read_prometheus,
     read_sql,
 )
-from checks.base import Check, CheckConfig, MetricFamily
+from checks.base import Check, CheckConfig, MetricFamily, age_levels, named_levels
 
 
 class FreshnessConfig(CheckConfig):
@@ -66,6 +66,9 @@ class FreshnessConfig(CheckConfig):
             raise ValueError(f"warn_after ({format_duration(self.warn_after)}) must be shorter than "
                              f"error_after ({format_duration(self.error_after)})")
         return self
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(age_seconds=age_levels(self.warn_after, self.error_after))
 
     @property
     def dataset_name(self) -> str:

@@ -4,7 +4,9 @@ The first thing an on-call SRE asks about a misbehaving box is "is it out of
 something?". This check answers with one result per host: the worst of every
 resource against its threshold, a summary that names each resource over its
 threshold, and per-path disk ratios as `sre_agent_host_disk_used_ratio` so a
-dashboard can show every mount, not only the fullest one.
+dashboard can show every mount, not only the fullest one, next to the
+configured levels (`sre_agent_host_disk_threshold_ratio{path,level}`; CPU,
+memory, swap and load levels go out as `sre_agent_check_threshold`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent import catalogue
 from agent.core import CheckResult, Sample, Status
-from checks.base import Check, CheckConfig, MetricFamily, Thresholds
+from checks.base import Check, CheckConfig, MetricFamily, Thresholds, named_levels
 
 if TYPE_CHECKING:
     from agent.context import CheckContext
@@ -34,6 +36,8 @@ _DEFAULTS: dict[str, dict[str, float]] = {
 }
 DISK_RATIO = catalogue.get("sre_agent_host_disk_used_ratio").name
 INODES_RATIO = catalogue.get("sre_agent_host_inodes_used_ratio").name
+DISK_THRESHOLD = catalogue.get("sre_agent_host_disk_threshold_ratio").name
+INODES_THRESHOLD = catalogue.get("sre_agent_host_inodes_threshold_ratio").name
 # Shortest window a CPU reading is averaged over; below it the ratio is noise.
 _MIN_CPU_WINDOW = 0.25
 _PROBLEM_ORDER = {Status.CRITICAL: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.OK: 3}
@@ -117,6 +121,10 @@ class HostConfig(CheckConfig):
                 merged[key] = {**defaults, **merged[key]}
         return merged
 
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(cpu_percent=self.cpu_percent.levels(), memory_percent=self.memory_percent.levels(),
+                            swap_percent=self.swap_percent.levels(), load_per_core=self.load_per_core.levels())
+
     @field_validator("disk")
     @classmethod
     def _unique_paths(cls, v: list[DiskSpec]) -> list[DiskSpec]:
@@ -170,7 +178,8 @@ def _fmt(value: float) -> str:
 class HostCheck(Check):
     type = "host"
     Config = HostConfig
-    metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(DISK_RATIO, INODES_RATIO, make=MetricFamily)
+    metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(
+        DISK_RATIO, INODES_RATIO, DISK_THRESHOLD, INODES_THRESHOLD, make=MetricFamily)
     # A host check that hangs is almost always a filesystem that hangs (a stale
     # NFS mount under a watched path): that is an outage, not a blind spot.
     timeout_status = Status.CRITICAL
@@ -233,6 +242,11 @@ class HostCheck(Check):
         disk_max: float | None = None
         inodes_max: float | None = None
         for spec, disk in zip(cfg.disk, snap.disks, strict=True):
+            # The configured levels, whatever the reading: what the dashboard draws the ratios against.
+            samples += [Sample(DISK_THRESHOLD, value, {"path": spec.path, "level": level})
+                        for level, value in spec.levels(scale=0.01).items()]
+            samples += [Sample(INODES_THRESHOLD, value, {"path": spec.path, "level": level})
+                        for level, value in spec.inodes.levels(scale=0.01).items()]
             if disk.error is not None:
                 problems.append((Status.CRITICAL if disk.missing else Status.UNKNOWN, disk.error))
                 continue

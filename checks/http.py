@@ -19,6 +19,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import aiohttp
@@ -31,7 +32,7 @@ from agent.core import CheckResult, Status
 from agent.durations import human
 from agent.secrets import redact
 from checks import _tlsinfo
-from checks.base import Check, CheckConfig, DurationThresholds, Model
+from checks.base import Check, CheckConfig, DurationThresholds, Model, named_levels
 from checks.tcp import connect_error, latency_finding, seconds_text
 
 SESSION_KEY = "http.session"
@@ -190,6 +191,10 @@ class HttpConfig(CheckConfig):
     follow_redirects: bool = True
     max_redirects: int = Field(default=10, ge=1, le=100)
     tls: _tlsinfo.TlsOptions = Field(default_factory=_tlsinfo.TlsOptions)
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(latency_seconds=self.latency.levels() if self.latency else {},
+                            cert_expiry_days=self.cert_expiry.levels(timedelta(days=1)) if self.cert_expiry else {})
 
     @field_validator("url")
     @classmethod

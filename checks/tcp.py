@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 from agent.core import CheckResult, Status
 from agent.durations import format_duration, human
 from agent.secrets import redact
-from checks.base import Check, CheckConfig, DurationThresholds
+from checks.base import Check, CheckConfig, DurationThresholds, named_levels
 
 MAX_READ = 64 * 1024
 
@@ -94,6 +94,9 @@ class TcpConfig(CheckConfig):
     send: str | None = Field(default=None, description="text sent after connecting (YAML escapes such as \\r\\n apply)")
     expect: str | None = Field(default=None, description="substring that must arrive before the timeout")
     latency: DurationThresholds | None = Field(default=None, description="thresholds on the whole exchange")
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(latency_seconds=self.latency.levels() if self.latency else {})
 
 
 class TcpCheck(Check):

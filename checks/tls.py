@@ -21,7 +21,7 @@ from pydantic import Field
 from agent.core import CheckResult, Status
 from agent.secrets import redact
 from checks import _tlsinfo
-from checks.base import Check, CheckConfig, DurationThresholds
+from checks.base import Check, CheckConfig, DurationThresholds, named_levels
 from checks.tcp import Host, Port, close_writer, connect_error, seconds_text
 
 _EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
@@ -40,6 +40,9 @@ class TlsConfig(CheckConfig):
         description="time left on the earliest-expiring certificate of the chain")
     verify: bool = Field(default=True, description="verify trust and host name; false reports expiry only")
     ca_file: str | None = Field(default=None, description="PEM bundle of CAs to trust instead of the system store")
+
+    def observation_thresholds(self) -> dict[str, dict[str, float]]:
+        return named_levels(cert_expiry_days=self.cert_expiry.levels(timedelta(days=1)))
 
 
 class _Handshake:

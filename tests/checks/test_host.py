@@ -13,7 +13,15 @@ import pytest
 from agent.config import ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import Status
-from checks.host import DISK_RATIO, INODES_RATIO, HostCheck, HostConfig, busy_percent
+from checks.host import (
+    DISK_RATIO,
+    DISK_THRESHOLD,
+    INODES_RATIO,
+    INODES_THRESHOLD,
+    HostCheck,
+    HostConfig,
+    busy_percent,
+)
 
 NEVER = {"warning": None, "critical": None}  # a level set to null is off
 
@@ -98,8 +106,28 @@ async def test_disk_samples_per_path_as_ratio(tmp_path: Path):
     assert all(0 <= v <= 1 for v in disk.values())
     assert result.observations["disk_used_percent_max"] == pytest.approx(max(disk.values()) * 100, abs=0.01)
     assert f"disk {tmp_path} " in result.summary
-    assert set(HostCheck.metric_families) == {DISK_RATIO, INODES_RATIO}
+    assert set(HostCheck.metric_families) == {DISK_RATIO, INODES_RATIO, DISK_THRESHOLD, INODES_THRESHOLD}
     assert HostCheck.metric_families[DISK_RATIO].labelnames == ("check", "path")
+    assert HostCheck.metric_families[DISK_THRESHOLD].labelnames == ("check", "path", "level")
+
+
+async def test_configured_levels_are_exported_for_the_dashboards(tmp_path: Path):
+    """CPU/memory/swap/load levels per observation, disk and inode levels per path as ratios; a null level is absent."""
+    check = host(cpu_percent={"warning": 60}, memory_percent={"critical": None},
+                 disk=[{"path": "/", "warning": 80, "critical": 90}, {"path": str(tmp_path / "gone"), "critical": None,
+                                                                     "inodes": {"warning": 50}}])
+    assert check.config.observation_thresholds() == {
+        "cpu_percent": {"warning": 60, "critical": 90}, "memory_percent": {"warning": 80},
+        "swap_percent": {"warning": 50, "critical": 80}, "load_per_core": {"warning": 1.5, "critical": 3}}
+    result = await check.run()
+    levels = {(s.metric, s.labels["path"], s.labels["level"]): s.value for s in result.samples
+              if s.metric in (DISK_THRESHOLD, INODES_THRESHOLD)}
+    assert levels == {(DISK_THRESHOLD, "/", "warning"): 0.8, (DISK_THRESHOLD, "/", "critical"): 0.9,
+                      (INODES_THRESHOLD, "/", "warning"): 0.85, (INODES_THRESHOLD, "/", "critical"): 0.95,
+                      # a path that cannot be read still shows what it is judged against
+                      (DISK_THRESHOLD, str(tmp_path / "gone"), "warning"): 0.85,
+                      (INODES_THRESHOLD, str(tmp_path / "gone"), "warning"): 0.5,
+                      (INODES_THRESHOLD, str(tmp_path / "gone"), "critical"): 0.95}
 
 
 async def test_inodes_threshold_when_filesystem_has_inodes():
