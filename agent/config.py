@@ -25,19 +25,17 @@ from pydantic import (
     BaseModel,
     ByteSize,
     Field,
-    SecretStr,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
     create_model,
     field_validator,
-    model_validator,
 )
 
 from agent import registry
 from agent.check import CheckConfig, Model
 from agent.durations import Duration
-from agent.secrets import expand_env, redact, resolve_secret
+from agent.secrets import Secret, expand_env, redact
 
 EMBEDDED_DEFAULT = "quickstart.yaml"
 #: smallest agent.store_max_size: history trimming must leave room for alert state and the outbox
@@ -48,8 +46,7 @@ _BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 class AgentSettings(Model):
     listen: str = Field("127.0.0.1:9108", description="host:port for /metrics, /healthz and the API")
     state_dir: Path = Field(Path(".sre-agent"), description="where the SQLite state store lives")
-    api_token: SecretStr | None = Field(None, description="bearer token for API writes (or api_token_file)")
-    api_token_file: Path | None = None
+    api_token: Secret | None = Field(None, description="bearer token for API writes (or api_token_file)")
     max_concurrency: int = Field(256, ge=1, le=100_000, description="checks running at once, across all types")
     external_url: str | None = Field(None, description="URL where this agent is reached, for links in alerts")
     log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")
@@ -61,11 +58,6 @@ class AgentSettings(Model):
                                             "500MB: past it the oldest history is deleted (alert state never is); "
                                             "null: no cap")
     prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(data, "api_token")
 
     @field_validator("history_retention", "history_raw_retention")
     @classmethod

@@ -235,7 +235,7 @@ class CommandCheck(Check):
         observations: dict[str, float] = {}
         perfdata = parse_perfdata(perf)
         for p in perfdata:
-            name = observation_name(p.label)
+            name = observation_name(redact(p.label, ignore_case=True))  # before lowercasing hides a secret
             if name and p.value is not None and name not in observations:
                 observations[name] = p.value
         return self.result(
