@@ -53,7 +53,7 @@ def test_a_short_token_is_a_config_error_and_is_not_echoed(tmp_path: Path) -> No
 
 def test_a_short_token_from_a_file_is_refused_too(tmp_path: Path) -> None:
     secret = tmp_path / "token"
-    secret.write_text("abc12345\n")
+    secret.write_text("sh0rt-tk\n")
     with pytest.raises(ConfigError) as exc:
         _load(tmp_path, f"{{api_token_file: {secret}}}")
     assert [i.path for i in exc.value.issues] == ["agent.api_token"]

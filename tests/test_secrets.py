@@ -16,6 +16,9 @@ from pydantic import BaseModel
 from agent.config import ConfigError, config_model, json_schema, load_config
 from agent.secrets import REDACTOR, clip, secret_file_keys
 
+# Secrets registered here stay registered for the whole test process: each value is unique,
+# so it cannot mask an ordinary word another test expects to see.
+
 #: every secret a user can give as `<key>_file`, by model: a key lost here breaks someone's config
 SECRET_FILE_KEYS = {
     "AgentSettings": ("api_token",),
@@ -81,7 +84,7 @@ def _errors(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_file_keys_fill_the_secret_at_any_depth(tmp_path: Path) -> None:
-    (tmp_path / "pd").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "pd").write_text("f1le5ecretk3y0000111122223333444\n")
     (tmp_path / "am").write_text("am-file-pw-2207\n")
     (tmp_path / "dsn").write_text("postgresql://u:file-pw-1193@127.0.0.1:1/db\n")
     config = _load(tmp_path, f"""
@@ -97,14 +100,14 @@ alerting:
     - {{name: am, alertmanager: {{basic_auth: {{username: u, password_file: {tmp_path / 'am'}}}}}}}
 """)
     receivers = {r.name: r.settings for r in config.alerting.receivers}  # type: ignore[attr-defined]
-    assert receivers["pd"].routing_key.get_secret_value() == "0123456789abcdef0123456789abcdef"
+    assert receivers["pd"].routing_key.get_secret_value() == "f1le5ecretk3y0000111122223333444"
     assert receivers["am"].basic_auth.password.get_secret_value() == "am-file-pw-2207"
     assert config.all_checks()[0].source.dsn.get_secret_value() == "postgresql://u:file-pw-1193@127.0.0.1:1/db"
     assert REDACTOR.redact("am-file-pw-2207 file-pw-1193") == "<redacted> <redacted>"
 
 
 def test_file_key_errors_name_the_field_as_before(tmp_path: Path) -> None:
-    (tmp_path / "key").write_text("0123456789abcdef0123456789abcdef")
+    (tmp_path / "key").write_text("f1le5ecretk3y0000111122223333444")
     errors = _errors(tmp_path, f"""
 agent: {{api_token_file: {tmp_path / 'missing'}}}
 checks:
@@ -152,11 +155,11 @@ ANY = "dsn must be a database URL such as postgresql://user@host:5432/db or sqli
     (RESTORE, "POSTGRES://u@127.0.0.1/postgres", None),
     (RESTORE, "host=127.0.0.1 dbname=postgres", None),
     (RESTORE, "mysql://u@127.0.0.1/db?ssl=true", PG),  # a URL of another database is not libpq key=value
-    (RESTORE, "scratch", PG),
+    (RESTORE, "not-a-dsn-5501", PG),
     (FRESHNESS, "sqlite:///tmp/x.db", None),
     (FRESHNESS, "mysql://u@127.0.0.1/db", None),
-    (FRESHNESS, "host=127.0.0.1 dbname=orders", ANY),
-    (FRESHNESS, "orders", ANY),
+    (FRESHNESS, "host=127.0.0.1 dbname=fresh_5502", ANY),
+    (FRESHNESS, "not-a-dsn-5503", ANY),
 ])
 def test_one_dsn_rule_with_the_schemes_each_field_allows(tmp_path: Path, template: str, dsn: str,
                                                         error: str | None) -> None:
