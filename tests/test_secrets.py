@@ -190,3 +190,14 @@ def test_derived_forms_cover_webhook_tokens_but_not_ordinary_url_paths() -> None
             "check prometheus-up; database inventory; driver said: password db-pa55-3319 rejected")
     assert REDACTOR.redact(text) == ("POST /<redacted> failed; token <redacted>; sig <redacted>; "
                                      "check prometheus-up; database inventory; driver said: password <redacted> rejected")
+
+
+def test_the_longest_remembered_secret_wins_and_prefixes_still_match() -> None:
+    from agent.secrets import Redactor
+
+    r = Redactor()
+    for value in ("trie-5e7-ab", "trie-5e7-abcdef", "trie-5e7-abd", *(f"trie-5e7-n{i:04d}" for i in range(500))):
+        r.add(value)
+    text = "x trie-5e7-abcdefg trie-5e7-abc trie-5e7-abd trie-5e7-n0499 trie-5e7-n05 TRIE-5E7-AB"
+    assert r.redact(text) == "x <redacted>g <redacted>c <redacted> <redacted> trie-5e7-n05 TRIE-5E7-AB"
+    assert r.redact(text, ignore_case=True).endswith("trie-5e7-n05 <redacted>")
