@@ -1,8 +1,9 @@
 """HTTP surface on one listener: /metrics, health, reload and the JSON API.
 
 Reads are open (they expose only what /metrics already does, redacted);
-writes need `Authorization: Bearer <agent.api_token>` compared in constant
-time, and are refused (403) when no token is configured: never open.
+writes (reload included) need `Authorization: Bearer <agent.api_token>`
+compared in constant time, and are refused (403) when no token is configured:
+never open. SIGHUP reloads without a token.
 
 API work must never starve the checks: at most `MAX_HANDLERS` requests are
 handled at once (the rest wait up to `QUEUE_WAIT`, then get 503), and
@@ -61,15 +62,8 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="not ready: config not loaded or scheduler not running\n")
 
 
+@require_token
 async def reload(request: web.Request) -> web.Response:
-    agent = request.app[AGENT_KEY]
-    token = agent.config.agent.api_token if agent.config else None
-    if token is not None:
-        return await require_token(_do_reload)(request)  # type: ignore[return-value]
-    return await _do_reload(request)
-
-
-async def _do_reload(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     ok, errors = await agent.reload()
     if ok:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.core import CheckResult, Sample, Severity, Status
 from agent.durations import Duration
+from agent.secrets import SecretFields
 
 if TYPE_CHECKING:
     from agent.context import CheckContext
@@ -33,8 +34,8 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"check", "type", "name", "status", "window", "slo", "le", "quantile", "severity", "state"}
 
 
-class Model(BaseModel):
-    """Base of every config model: unknown keys are errors, values are frozen."""
+class Model(SecretFields):
+    """Base of every config model: unknown keys are errors, values are frozen, `Secret` fields take `*_file`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -31,15 +31,16 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
-    model_validator,
 )
 
 from agent import registry
 from agent.check import CheckConfig, Model
 from agent.durations import Duration
-from agent.secrets import expand_env, redact, resolve_secret
+from agent.secrets import Secret, expand_env, redact
 
 EMBEDDED_DEFAULT = "quickstart.yaml"
+#: shortest accepted agent.api_token
+MIN_API_TOKEN = 16
 #: smallest agent.store_max_size: history trimming must leave room for alert state and the outbox
 MIN_STORE_SIZE = 16 << 20
 _BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
@@ -48,8 +49,8 @@ _BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 class AgentSettings(Model):
     listen: str = Field("127.0.0.1:9108", description="host:port for /metrics, /healthz and the API")
     state_dir: Path = Field(Path(".sre-agent"), description="where the SQLite state store lives")
-    api_token: SecretStr | None = Field(None, description="bearer token for API writes (or api_token_file)")
-    api_token_file: Path | None = None
+    api_token: Secret | None = Field(None, description="bearer token for API writes (or api_token_file); "
+                                                      f"at least {MIN_API_TOKEN} characters")
     max_concurrency: int = Field(256, ge=1, le=100_000, description="checks running at once, across all types")
     api_max_connections: int = Field(256, ge=1, le=100_000,
                                      description="open connections to the API at once; past it the oldest idle "
@@ -66,10 +67,22 @@ class AgentSettings(Model):
                                             "null: no cap")
     prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
 
-    @model_validator(mode="before")
+    @field_validator("api_token")
     @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(data, "api_token")
+    def _api_token(cls, v: SecretStr | None) -> SecretStr | None:
+        # An empty token (`${VAR}` set but empty) must not read as "no authentication".
+        if v is None:
+            return v
+        token = v.get_secret_value()
+        if not token.strip():
+            raise ValueError("api_token is empty (an unset or empty ${VAR}?): set a token of at least "
+                             f"{MIN_API_TOKEN} characters, or remove the key to keep the write API disabled")
+        if any(c.isspace() for c in token):
+            raise ValueError("api_token must not contain whitespace")
+        if len(token) < MIN_API_TOKEN:
+            raise ValueError(f"api_token is too short ({len(token)} characters): use at least {MIN_API_TOKEN}, "
+                             "e.g. the output of `openssl rand -hex 32`")
+        return v
 
     @field_validator("history_retention", "history_raw_retention")
     @classmethod

@@ -10,6 +10,7 @@ Components (alerting, ...) plug in through a small protocol: `start`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import gc
 import logging
@@ -67,7 +68,9 @@ class StateDirLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o600)  # also a lock file left 0644 by an older release
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,7 +19,7 @@ from agent.context import CheckContext
 from agent.core import CheckResult, Status
 from agent.durations import human
 from agent.registry import check_types, get_type
-from agent.secrets import REDACTOR, redact
+from agent.secrets import REDACTOR, clip, redact
 
 log = logging.getLogger("sre_agent.runner")
 #: heavy clients some check types import lazily, and the extra that installs them
@@ -48,7 +48,7 @@ async def execute(check: Check) -> CheckResult:
         result = CheckResult(status=Status.UNKNOWN, summary=f"missing Python package {exc.name!r}{hint}")
     except Exception as exc:  # a plugin bug must not kill the agent
         log.warning("check %s raised %s: %s", cfg.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        detail = clip(str(exc).strip().splitlines()[0], 300) if str(exc).strip() else ""
         result = CheckResult(status=Status.UNKNOWN, summary=f"check raised {type(exc).__name__}" + (f": {detail}" if detail else ""))
     result.duration_seconds = time.perf_counter() - started
     result.timestamp = started_wall
@@ -59,7 +59,8 @@ async def execute(check: Check) -> CheckResult:
     result.thresholds = cfg.observation_thresholds()
     result.summary = redact(result.summary)
     # Observation names and details come from the target too (perfdata labels, URLs, output).
-    result.observations = {redact(name): value for name, value in result.observations.items()}
+    # A check may have lowercased a secret into a name, so names are matched ignoring case.
+    result.observations = {redact(name, ignore_case=True): value for name, value in result.observations.items()}
     result.details = REDACTOR.redact_obj(result.details)
     return result
 

@@ -81,11 +81,13 @@ def require_token(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         agent = request.app[AGENT_KEY]
         token = agent.config.agent.api_token if agent.config else None
-        if token is None:
+        expected = token.get_secret_value().encode() if token is not None else b""
+        if not expected:  # the config refuses an empty token; never let one mean "anyone"
             return error(403, "write API disabled: set agent.api_token or agent.api_token_file")
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        credential = given.strip().encode()
+        if scheme.lower() != "bearer" or not credential or not hmac.compare_digest(credential, expected):
             return web.Response(status=401, text=json.dumps({"error": "missing or wrong bearer token"}),
                                 content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from agent.core import Status
-from agent.secrets import REDACTOR, read_secret_file, redact, resolve_secret
+from agent.secrets import REDACTOR, InlineSecret, Secret, clip, read_secret_file, redact
 from checks._backup_integrity import (
     DeadlineExceeded,
     Integrity,
@@ -100,7 +100,7 @@ class ResticSource(Model):
     kind: Literal["restic"]
     repository: str = Field(description="repository location: a path, or sftp:/s3:/rest:/b2: URL")
     password_file: str | None = Field(None, description="file holding the password (passed as RESTIC_PASSWORD_FILE)")
-    password: SecretStr | None = Field(None, description="the password, e.g. ${RESTIC_PASSWORD} (passed via the environment)")
+    password: InlineSecret | None = Field(None, description="the password, e.g. ${RESTIC_PASSWORD} (passed via the environment)")
     bin: str = Field("restic", description="restic binary")
     host: str | None = Field(None, description="only snapshots of this host")
     tags: list[str] = Field(default_factory=list, description="only snapshots with these tags")
@@ -119,9 +119,7 @@ class ResticSource(Model):
             raise ValueError("set either password or password_file, not both")
         if self.password_file:
             read_secret_file(self.password_file)  # fails now if missing; registers it for redaction
-        elif self.password is not None:
-            REDACTOR.add(self.password.get_secret_value())
-        else:
+        elif self.password is None:
             raise ValueError("restic needs password_file (or password from ${ENV}); it is never passed on the command line")
         for value in self.env.values():
             REDACTOR.add(value)
@@ -162,20 +160,10 @@ class S3Source(Model):
     pattern: str | None = Field(None, description="glob on the key's last part, e.g. '*.dump.gz'")
     endpoint_url: str | None = Field(None, description="for MinIO, Ceph, R2...; AWS if unset")
     region: str | None = None
-    access_key_id: SecretStr | None = Field(None, description="or access_key_id_file; the AWS default chain if unset")
-    access_key_id_file: str | None = None
-    secret_access_key: SecretStr | None = Field(None, description="or secret_access_key_file")
-    secret_access_key_file: str | None = None
-    session_token: SecretStr | None = None
-    session_token_file: str | None = None
+    access_key_id: Secret | None = Field(None, description="or access_key_id_file; the AWS default chain if unset")
+    secret_access_key: Secret | None = Field(None, description="or secret_access_key_file")
+    session_token: Secret | None = Field(None, description="or session_token_file")
     verify_tls: bool = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        for name in ("access_key_id", "secret_access_key", "session_token"):
-            data = resolve_secret(data, name)
-        return data
 
     @field_validator("bucket")
     @classmethod
@@ -294,7 +282,7 @@ def _s3_error(src: S3Source, exc: Exception) -> SourceError:
         return SourceError(Status.CRITICAL, f"s3://{src.bucket}: cannot reach {src.endpoint_url or 'the S3 endpoint'}")
     if isinstance(exc, NoCredentialsError):
         return SourceError(Status.UNKNOWN, f"s3://{src.bucket}: no credentials (set access_key_id/secret_access_key)")
-    return SourceError(Status.CRITICAL, f"s3://{src.bucket}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return SourceError(Status.CRITICAL, f"s3://{src.bucket}: {type(exc).__name__}: {clip(str(exc).splitlines()[0], 200)}")
 
 
 def list_s3(src: S3Source, timeout: float) -> list[BackupItem]:

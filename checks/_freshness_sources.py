@@ -16,16 +16,15 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from agent.core import Status
-from agent.secrets import redact, resolve_secret
+from agent.secrets import Secret, SecretHeaders, dsn_rule, redact
 from checks._values import EpochUnit, NotATimestamp, timezone_named, to_epoch
 from checks.base import Model
 
 FRESHNESS_KINDS = ("sql", "file", "prometheus", "http")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _JSON_PATH = re.compile(r"^\$?\.?([A-Za-z0-9_-]+|\[\d+\])((\.[A-Za-z0-9_-]+)|(\[\d+\]))*$")
 
 
@@ -43,10 +42,7 @@ class Reading:
     description: str  # what was read, for the summary (no secrets)
 
 
-def validate_dsn(v: SecretStr) -> SecretStr:
-    if not _URL.match(v.get_secret_value()):
-        raise ValueError("dsn must be a database URL such as postgresql://user@host:5432/db or sqlite:///path/to.db")
-    return v
+DatabaseUrl = Annotated[Secret, dsn_rule("a database URL such as postgresql://user@host:5432/db or sqlite:///path/to.db")]
 
 
 def validate_table(v: str | None) -> str | None:
@@ -64,23 +60,12 @@ def validate_column(v: str | None) -> str | None:
 
 class SqlSource(Model):
     kind: Literal["sql"]
-    dsn: SecretStr = Field(description="database URL, e.g. ${ORDERS_DSN} (or dsn_file)")
-    dsn_file: str | None = None
+    dsn: DatabaseUrl = Field(description="database URL, e.g. ${ORDERS_DSN} (or dsn_file)")
     query: str | None = Field(None, description="SQL returning the last update time (first column, first row)")
     table: str | None = Field(None, description="instead of query: table (or schema.table) ...")
     timestamp_column: str | None = Field(None, description="... and its timestamp column: max(column) is read")
     timezone: str | None = Field(None, description="IANA zone for naive timestamps (default UTC)")
     epoch_unit: EpochUnit = Field("s", description="unit of numeric results: s, ms, us or ns")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret(cls, data: Any) -> Any:
-        return resolve_secret(data, "dsn")
-
-    @field_validator("dsn")
-    @classmethod
-    def _dsn(cls, v: SecretStr) -> SecretStr:
-        return validate_dsn(v)
 
     @field_validator("table")
     @classmethod
@@ -126,21 +111,15 @@ class PrometheusTimestampSource(Model):
     kind: Literal["prometheus"]
     query: str = Field(description="PromQL returning a Unix timestamp, e.g. max(last_success_timestamp_seconds)")
     url: str | None = Field(None, description="Prometheus base URL; agent.prometheus_url if unset")
-    bearer_token: SecretStr | None = Field(None, description="or bearer_token_file")
-    bearer_token_file: str | None = None
+    bearer_token: Secret | None = Field(None, description="or bearer_token_file")
     verify_tls: bool = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret(cls, data: Any) -> Any:
-        return resolve_secret(data, "bearer_token")
 
 
 class HttpSource(Model):
     kind: Literal["http"]
     url: str = Field(description="URL answering JSON")
     json_path: str = Field(description="field holding the time, e.g. data.last_updated or items[0].ts")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: SecretHeaders = Field(default_factory=dict, description="request headers (values are secret)")
     timezone: str | None = Field(None, description="IANA zone for naive ISO 8601 times (default UTC)")
     epoch_unit: EpochUnit = "s"
     verify_tls: bool = True

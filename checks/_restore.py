@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.durations import Duration, format_duration, human
-from agent.secrets import redact, resolve_secret
+from agent.secrets import Secret, dsn_rule, redact
 from checks._proc import ToolError, run_tool
 from checks._values import NotATimestamp, to_epoch
 from checks.base import Model
@@ -38,6 +38,8 @@ log = logging.getLogger("sre_agent.checks.backup")
 SCRATCH_PREFIX = "sre_agent_drill_"
 CLEANUP_TIMEOUT = 30.0
 _CONNECT_TIMEOUT = 10
+PostgresDsn = Annotated[Secret, dsn_rule("a PostgreSQL URL (postgresql://user@host:5432/postgres) or libpq key=value string",
+                                          schemes=("postgresql", "postgres"), key_value=True)]
 
 
 class Assertion(Model):
@@ -76,28 +78,14 @@ class RestoreTest(Model):
     """The drill: restore into a scratch database, assert, drop it."""
 
     kind: Literal["pg_restore"] = Field(description="pg_restore: pg_dump custom/tar archives into PostgreSQL")
-    dsn: SecretStr = Field(description="server to restore on, e.g. ${SCRATCH_PG_DSN}; its database is only used "
-                                       "to CREATE/DROP the scratch database (or dsn_file)")
-    dsn_file: str | None = None
+    dsn: PostgresDsn = Field(description="server to restore on, e.g. ${SCRATCH_PG_DSN}; its database is only used "
+                                         "to CREATE/DROP the scratch database (or dsn_file)")
     assertions: list[Assertion] = Field(default_factory=list, description="queries on the restored data")
     schedule: str | None = Field(None, description="5-field cron (UTC): run the drill when a slot has passed since the last one")
     run_on_start: bool = Field(True, description="run the drill on the first run in a process (agent start, `sre-agent check`)")
     timeout: Duration = Field(timedelta(minutes=10), description="limit for create + restore + assertions")
     jobs: int = Field(1, ge=1, le=64, description="pg_restore --jobs")
     pg_restore: str = Field("pg_restore", description="pg_restore binary")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret(cls, data: Any) -> Any:
-        return resolve_secret(data, "dsn")
-
-    @field_validator("dsn")
-    @classmethod
-    def _dsn(cls, v: SecretStr) -> SecretStr:
-        text = v.get_secret_value()
-        if not text.startswith(("postgresql://", "postgres://")) and "=" not in text:
-            raise ValueError("dsn must be a PostgreSQL URL (postgresql://user@host:5432/postgres) or libpq key=value string")
-        return v
 
     @field_validator("schedule")
     @classmethod

@@ -256,7 +256,8 @@ class CommandCheck(Check):
             summary = f"exit code {code}" + (f": {text}" if text else " (no output)")
 
         perfdata = parse_perfdata(perf)
-        names = observation_names([p.label for p in perfdata])
+        # redacted before lowercasing could hide a secret in a label
+        names = observation_names([redact(p.label, ignore_case=True) for p in perfdata])
         observations = {name: p.value for name, p in zip(names, perfdata, strict=True) if p.value is not None}
         return self.result(
             status, summary, observations, exit_code=code,

@@ -30,7 +30,7 @@ from agent import __version__
 from agent.context import CheckContext
 from agent.core import CheckResult, Status
 from agent.durations import human
-from agent.secrets import redact
+from agent.secrets import SecretHeaders, clip, redact
 from checks import _tlsinfo
 from checks.base import Check, CheckConfig, DurationThresholds, Model, named_levels
 from checks.tcp import connect_error, latency_finding, seconds_text
@@ -142,7 +142,7 @@ class Response:
 
 
 def _quote(text: str, limit: int = 60) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    return repr(clip(text, limit + 3))
 
 
 def check_response(expect: HttpExpect, resp: Response) -> list[tuple[Status, str]]:
@@ -182,7 +182,7 @@ class HttpConfig(CheckConfig):
     url: str = Field(description="http:// or https:// URL to request")
     method: Annotated[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                       BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict, description="request headers; values may be ${ENV} secrets")
+    headers: SecretHeaders = Field(default_factory=dict, description="request headers (values are secret, e.g. ${ENV})")
     body: str | None = Field(default=None, description="request body")
     expect: HttpExpect = Field(default_factory=HttpExpect)
     latency: DurationThresholds | None = Field(default=None, description="total request time thresholds")

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from agent.core import CheckResult, Status
 from agent.durations import format_duration, human
-from agent.secrets import redact
+from agent.secrets import clip, redact
 from checks.base import Check, CheckConfig, DurationThresholds, named_levels
 
 MAX_READ = 64 * 1024
@@ -157,7 +157,7 @@ class TcpCheck(Check):
     def _details(self, received: bytearray) -> dict[str, Any]:
         details: dict[str, Any] = {"host": self.config.host, "port": self.config.port}
         if received:
-            details["received"] = redact(received[:256].decode("utf-8", errors="replace"))
+            details["received"] = clip(received[:256 + 4096].decode("utf-8", errors="replace"), 256, "")
             details["bytes_received"] = len(received)
         return details
 

@@ -91,6 +91,7 @@ def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
 
 def render() -> str:
     from agent.config import config_model
+    from agent.secrets import secret_file_keys
     from checks.base import CheckConfig
 
     common = set(CheckConfig.model_fields) - {"type"}
@@ -116,6 +117,8 @@ def render() -> str:
             key = f.alias or fname
             desc = (f.description or "").replace("|", "\\|")
             lines.append(f"| `{key}` | {_type_name(f.annotation)} | {_default(f)} | {desc} |")
+            if key in secret_file_keys(model):
+                lines.append(f"| `{key}_file` | path |  | file holding {key}, read at load time (instead of {key}) |")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)

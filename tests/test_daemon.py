@@ -12,6 +12,9 @@ import pytest
 
 from tests.agentproc import AgentProcess, free_port
 
+TOKEN = "daemon-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 
 def _config(tmp_path: Path, port: int, extra: str = "") -> Path:
     cfg = tmp_path / "agent.yaml"
@@ -19,6 +22,7 @@ def _config(tmp_path: Path, port: int, extra: str = "") -> Path:
 agent:
   listen: 127.0.0.1:{port}
   state_dir: {tmp_path / 'state'}
+  api_token: {TOKEN}
 defaults: {{interval: 200ms, timeout: 2s}}
 checks:
   - name: self-healthz
@@ -79,14 +83,14 @@ def test_reload_bad_keeps_running_config_then_good_applies(agent: AgentProcess, 
 
     agent.config.write_text(good.replace("  - {name: self-port", "  - {name: extra-port, type: tcp, host: 127.0.0.1, port: "
                                          f"{agent.port}}}\n  - {{name: self-port"))
-    r = agent.post("/-/reload")
+    r = agent.post("/-/reload", headers=AUTH)
     assert r.status_code == 200, r.text
     assert "sre_agent_config_last_reload_successful 1.0" in agent.get("/metrics").text
     _wait_for(lambda: 'check="extra-port"' in agent.get("/metrics").text)
 
     # a removed check's series disappear
     agent.config.write_text(good.replace("  - {name: self-port", "  - {name: gone, type: tcp, host: 127.0.0.1, port: 1, enabled: false}\n  - {name: self-port"))
-    assert agent.post("/-/reload").status_code == 200
+    assert agent.post("/-/reload", headers=AUTH).status_code == 200
     text = agent.get("/metrics").text
     assert 'check="extra-port"' not in text
 

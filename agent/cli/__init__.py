@@ -39,7 +39,7 @@ def main() -> None:
 def run(config_path: str | None, log_level: str | None) -> None:
     """Run the daemon: schedule checks, serve /metrics, route alerts.
 
-    SIGHUP or POST /-/reload reloads the config; SIGTERM/SIGINT stop cleanly.
+    SIGHUP (or POST /-/reload with the API token) reloads the config; SIGTERM/SIGINT stop cleanly.
     """
     from agent import logs
     from agent.daemon import run_agent

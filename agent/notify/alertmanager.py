@@ -12,15 +12,15 @@ fires) unless `firing_ttl` is set; a resolved alert carries its `endsAt`.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from agent.check import Model
 from agent.core import Alert, AlertState
 from agent.durations import Duration
-from agent.secrets import resolve_secret
+from agent.secrets import REDACTOR, Secret
 
 from . import render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
@@ -30,18 +30,9 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DESCRIPTION_MAX = 4000
 
 
-class BasicAuth(BaseModel):
-    # Same rules as every config model (checks.base.Model), without notify importing checks.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class BasicAuth(Model):
     username: str
-    password: SecretStr | None = Field(None, description="password (or password_file)")
-    password_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(data, "password")
+    password: Secret | None = Field(None, description="password (or password_file)")
 
     @model_validator(mode="after")
     def _password_set(self) -> BasicAuth:
@@ -53,15 +44,9 @@ class BasicAuth(BaseModel):
 class AlertmanagerSettings(ReceiverSettings):
     url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL (without /api/v2)")
     basic_auth: BasicAuth | None = None
-    bearer_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer (or bearer_token_file)")
-    bearer_token_file: Path | None = None
+    bearer_token: Secret | None = Field(None, description="sent as Authorization: Bearer (or bearer_token_file)")
     firing_ttl: Duration | None = Field(None, description="endsAt = now + this for firing alerts; "
                                                          "unset: Alertmanager's resolve_timeout applies")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(data, "bearer_token")
 
     @model_validator(mode="after")
     def _one_auth(self) -> AlertmanagerSettings:
@@ -98,6 +83,9 @@ class AlertmanagerReceiver(HttpxReceiver[AlertmanagerSettings]):
         token = cfg.bearer_token.get_secret_value() if cfg.bearer_token is not None else None
         password = cfg.basic_auth.password.get_secret_value() \
             if cfg.basic_auth is not None and cfg.basic_auth.password is not None else None
+        if password is not None and cfg.basic_auth is not None:
+            # httpx sends base64("user:password"): that is the password too.
+            REDACTOR.add_basic_auth(cfg.basic_auth.username, password)
         return [s for s in (token, password) if s is not None]
 
     def client_options(self) -> dict[str, Any]:

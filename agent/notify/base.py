@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from agent.check import Model
 from agent.core import Alert, AlertState
@@ -82,6 +82,17 @@ class ReceiverSettings(Model):
 
     send_resolved: bool = Field(True, description="also notify when an alert resolves")
     timeout: Duration = Field(timedelta(seconds=10), description="per-request timeout")
+    #: shown when the settings are not a mapping, e.g. `{webhook_url: ${SLACK_WEBHOOK_URL}}`
+    example: ClassVar[str] = "{...}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, data: Any) -> Any:
+        # `slack: https://hooks.slack.com/...`: the value is likely the secret itself, so it is never echoed.
+        if data is not None and not isinstance(data, dict | BaseModel):
+            raise ValueError(f"must be a mapping of the receiver's settings, e.g. {cls.example}; "
+                             f"got a {type(data).__name__} (not shown: it may be a secret)")
+        return data
 
     @field_validator("timeout")
     @classmethod

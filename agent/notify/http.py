@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from agent.secrets import REDACTOR
+from agent.secrets import REDACT_MARGIN, REDACTOR
 
 from .base import Clock, ConfiguredReceiver, Delivery, Outcome, SettingsT, system_clock
 from .render import truncate
@@ -69,7 +69,7 @@ def classify_status(status: int, headers: Mapping[str, str], body: str, *, what:
                     secrets: Iterable[str] = (), clock: Clock = system_clock) -> Delivery:
     """Outcome for an HTTP answer; `what` names the peer in the detail (`slack webhook`)."""
     # Scrub before cutting, so a secret straddling the cut cannot leak half of itself.
-    snippet = " ".join(scrub(body[:4000], secrets).split())
+    snippet = " ".join(scrub(body[:4000 + REDACT_MARGIN], secrets)[:4000].split())
     detail = truncate(scrub(f"{what}: HTTP {status}", secrets) + (f": {snippet}" if snippet else ""), DETAIL_LIMIT)
     if 200 <= status < 300:
         return Delivery(Outcome.SENT, detail)

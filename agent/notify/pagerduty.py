@@ -14,14 +14,13 @@ import hashlib
 import json
 import logging
 import socket
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.core import Alert, AlertState, Severity
-from agent.secrets import resolve_secret
+from agent.secrets import Secret
 
 from . import render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
@@ -43,8 +42,8 @@ CLIENT = "sre-agent"
 
 
 class PagerDutySettings(ReceiverSettings):
-    routing_key: SecretStr | None = Field(None, description="Events API v2 integration key (or routing_key_file)")
-    routing_key_file: Path | None = None
+    routing_key: Secret | None = Field(None, description="Events API v2 integration key (or routing_key_file)")
+    example: ClassVar[str] = "{routing_key: ${PAGERDUTY_ROUTING_KEY}}"
     url: str = Field(DEFAULT_URL, description="Events API v2 enqueue endpoint")
     severity_map: dict[Severity, PdSeverity] = Field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAP),
@@ -54,11 +53,6 @@ class PagerDutySettings(ReceiverSettings):
     group: str | None = Field(None, description="template for payload.group; default the service label, else {type}")
     class_: str | None = Field(None, alias="class", description="template for payload.class; default {type}")
     client_url: str | None = Field(None, description="link shown as the event's client; default the check's URL")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(data, "routing_key")
 
     @model_validator(mode="after")
     def _key_set(self) -> PagerDutySettings:

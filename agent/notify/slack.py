@@ -11,8 +11,7 @@ Incoming webhooks and bot tokens (chat.postMessage) share one renderer.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -20,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from agent.core import Alert, AlertState
-from agent.secrets import resolve_secret
+from agent.secrets import Secret
 
 from . import render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
@@ -45,17 +44,11 @@ _SDK_LOGGER.setLevel(logging.INFO)
 
 
 class SlackSettings(ReceiverSettings):
-    webhook_url: SecretStr | None = Field(None, description="incoming webhook URL (or webhook_url_file)")
-    webhook_url_file: Path | None = None
-    token: SecretStr | None = Field(None, description="bot token for chat.postMessage (or token_file)")
-    token_file: Path | None = None
+    webhook_url: Secret | None = Field(None, description="incoming webhook URL (or webhook_url_file)")
+    token: Secret | None = Field(None, description="bot token for chat.postMessage (or token_file)")
     channel: str | None = Field(None, description="channel for the bot token, e.g. #ops")
     base_url: str | None = Field(None, description="Slack Web API base URL; default https://slack.com/api/")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(resolve_secret(data, "webhook_url"), "token")
+    example: ClassVar[str] = "{webhook_url: ${SLACK_WEBHOOK_URL}}"
 
     @model_validator(mode="after")
     def _one_way(self) -> SlackSettings:

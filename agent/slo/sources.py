@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from agent.secrets import redact
+from agent.secrets import clip, redact
 from agent.slo.queries import render, sli_queries
 from agent.slo.spec import SloSpec
 
@@ -107,7 +107,7 @@ class PrometheusSli:
             body: dict[str, Any] = response.json()
         except ValueError:
             raise SourceError(redact(f"Prometheus at {self.url} answered HTTP {response.status_code} "
-                                     f"without JSON: {response.text[:200]!r}")) from None
+                                     f"without JSON: {clip(response.text, 200)!r}")) from None
         if response.status_code != 200 or body.get("status") != "success":
             raise SourceError(redact(f"Prometheus rejected query {query!r}: {body.get('errorType', response.status_code)}: "
                                      f"{body.get('error', response.reason_phrase)}"))

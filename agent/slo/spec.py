@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.check import (
     LABEL_NAME,
@@ -25,7 +25,7 @@ from agent.check import (
 )
 from agent.core import Severity
 from agent.durations import Duration, format_duration
-from agent.secrets import resolve_secret
+from agent.secrets import Secret
 from agent.slo.windows import default_min_events
 
 WINDOW_PLACEHOLDER = "{{window}}"
@@ -52,13 +52,7 @@ def check_label_names(labels: dict[str, Any]) -> dict[str, Any]:
 class PrometheusSource(Model):
     url: str = Field(description="base URL of the Prometheus HTTP API, e.g. http://127.0.0.1:9090")
     timeout: Duration = Field(timedelta(seconds=10), description="per-query timeout")
-    bearer_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer (or bearer_token_file)")
-    bearer_token_file: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        return resolve_secret(data, "bearer_token")
+    bearer_token: Secret | None = Field(None, description="sent as Authorization: Bearer (or bearer_token_file)")
 
     @field_validator("url")
     @classmethod

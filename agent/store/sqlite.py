@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -157,6 +158,27 @@ def _save_silence(conn: sqlite3.Connection, silence: SilenceDoc) -> None:
                  (silence.id, silence.source, silence.ends_at, json.dumps(doc_dict(silence.doc))))
 
 
+def private_file(path: Path) -> None:
+    """Make `path` (created if missing) and its SQLite -wal/-shm siblings readable by the owner only.
+
+    The store holds alert text and delivery errors; SQLite creates -wal and
+    -shm with the database file's mode, so fixing the database first is enough
+    for new siblings, and existing ones (from an older release) are fixed too.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError:
+        return  # another user's database (`sre-agent check` reading it): SQLite says what it can do
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(path.with_name(path.name + suffix), 0o600)
+
+
 class SqliteStore(Store):
     """SQLite state store at `path` (":memory:" for a throwaway one)."""
 
@@ -189,6 +211,7 @@ class SqliteStore(Store):
     def _open_sync(self) -> None:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
