@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,14 +141,25 @@ class KubeReader:
         self.kubeconfig = kubeconfig
         self.context = context
         self._client: Any = None
+        self._closed = False
 
-    def connect(self) -> None:
-        """Load the kubeconfig (or the in-cluster ServiceAccount) once; `ApiFailure` when it cannot."""
+    def connect(self, apis: tuple[str, ...] = ()) -> None:
+        """Load the kubeconfig (or the in-cluster ServiceAccount) once; `ApiFailure` when it cannot.
+
+        `apis` (e.g. "AppsV1Api") are imported here, one after the other: the client imports each
+        API module and its models on first use, a second or two of CPU that threads importing at
+        once only slow down.
+        """
+        if self._closed:
+            raise ApiFailure("the check was stopped", "")
         if self._client is not None:
             return
         import urllib3
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
+
+        for name in apis:
+            getattr(client, name)
 
         cfg = client.Configuration()
         try:
@@ -197,9 +209,15 @@ class KubeReader:
             method, args = getattr(api, f"list_namespaced_{resource.singular}"), (namespace,)
         items: list[dict[str, Any]] = []
         token: str | None = None
+        deadline = time.monotonic() + timeout
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0:  # pages keep coming: stop with the check's deadline, not after it
+                where = f" {_where(namespace)}" if resource.namespaced else ""
+                raise ApiFailure(f"cannot list {resource.qualified}{where}: the API server did not finish the list "
+                                 f"in time ({len(items)} objects read)", resource.kind)
             kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_preload_content": False,
-                                      "_request_timeout": max(timeout, 0.05)}
+                                      "_request_timeout": max(left, 0.05)}
             if selector:
                 kwargs["label_selector"] = selector
             if token:
@@ -230,6 +248,7 @@ class KubeReader:
                                  cluster_scoped=True, target=f"node {node} (kubelet stats summary)") from None
 
     def close(self) -> None:
+        self._closed = True
         self.reset()
 
 

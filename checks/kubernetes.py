@@ -367,9 +367,14 @@ class KubernetesCheck(Check):
         deadline = loop.time() + self.timeout
         state = await self._load_state()
         try:
-            await self.in_thread(self._reader.connect)
+            # An exec credential plugin (aws eks get-token, gke-gcloud-auth-plugin) may hang: bound it too.
+            apis = tuple(sorted({r.api for r in self._resources(conditions)}))
+            await asyncio.wait_for(self.in_thread(self._reader.connect, apis), timeout=max(deadline - loop.time(), 0.01))
         except ApiFailure as failure:
             return self.result(Status.UNKNOWN, failure.summary)
+        except TimeoutError:
+            source = f"kubeconfig {self.config.kubeconfig}" if self.config.kubeconfig else "the in-cluster ServiceAccount"
+            return self.result(Status.UNKNOWN, f"timed out after {human(self.timeout)} loading credentials from {source}")
         try:
             reads = await self._read(conditions, deadline)
             usages = await self._pvc_usage(reads, deadline) if "pvc" in conditions else []
@@ -481,21 +486,27 @@ class _Deadline(Exception):
 
 
 async def _gather_named(calls: list[tuple[str, Awaitable[None]]], deadline: float) -> None:
-    """Run the calls together until the deadline; past it, `_Deadline` names those still waiting."""
-    tasks = {asyncio.ensure_future(coro): name for name, coro in calls}
-    if not tasks:
-        return
-    loop = asyncio.get_running_loop()
-    # A little past the deadline: each request's own timeout (the time left) should fire first.
-    done, waiting = await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0) + 0.25)
-    for task in waiting:
-        task.cancel()
-    if waiting:
-        await asyncio.gather(*waiting, return_exceptions=True)
-        names = sorted(tasks[t] for t in waiting)
-        raise _Deadline(", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
-    for task in done:
-        task.result()
+    """Run the calls together until the deadline; past it, `_Deadline` names those still waiting.
+
+    A task group, so that nothing outlives this call: on the deadline, or when the runner cancels the
+    check, every call still running is cancelled and awaited (its thread ends on its own request timeout).
+    """
+    pending = {name for name, _ in calls}
+
+    async def tracked(name: str, call: Awaitable[None]) -> None:
+        await call
+        pending.discard(name)
+
+    try:
+        # A little past the deadline: each request's own timeout (the time left) should fire first.
+        async with asyncio.timeout_at(deadline + 0.05), asyncio.TaskGroup() as group:
+            for name, call in calls:
+                group.create_task(tracked(name, call))
+    except TimeoutError:
+        names = sorted(pending)
+        raise _Deadline(", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")) from None
+    except BaseExceptionGroup as failed:  # a bug in one call: report it as itself, not as a group
+        raise failed.exceptions[0] from None
 
 
 def _severity_rank(status: Status) -> int:

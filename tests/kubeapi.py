@@ -111,6 +111,8 @@ class KubeApiServer:
     delays: dict[str, float] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     resource_version: int = 184467
+    #: a broken server whose lists never end: every page, however far, has a `continue`
+    endless_pages: bool = False
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -210,10 +212,10 @@ class KubeApiServer:
         limit = int(request.query.get("limit", "0") or 0)
         page = items[start:start + limit] if limit else items[start:]
         meta: dict[str, Any] = {"resourceVersion": str(self.resource_version)}
-        if limit and start + limit < len(items):
+        if limit and (start + limit < len(items) or self.endless_pages):
             token = {"v": "meta.k8s.io/v1", "rv": self.resource_version, "start": start + limit}
             meta["continue"] = base64.b64encode(json.dumps(token).encode()).decode()
-            meta["remainingItemCount"] = len(items) - start - limit
+            meta["remainingItemCount"] = max(len(items) - start - limit, 1)
         return web.json_response({"kind": f"{kind}List", "apiVersion": f"{group}/{version}" if group else version,
                                   "metadata": meta, "items": page})
 
