@@ -243,7 +243,10 @@ class _Reads:
     failures: list[ApiFailure] = field(default_factory=list)
 
     def failed_kinds(self) -> set[str]:
-        return {f.kind for f in self.failures if f.kind}
+        kinds = {f.kind for f in self.failures if f.kind}
+        if "Pod" in kinds:  # the pods say which kubelets hold a claim's usage
+            kinds.add("PersistentVolumeClaim")
+        return kinds
 
 
 class KubernetesCheck(Check):
@@ -312,14 +315,14 @@ class KubernetesCheck(Check):
         loop = asyncio.get_running_loop()
         reads = _Reads()
         selector = self.config.selector
-        jobs: list[tuple[str, Resource, str | None, str | None]] = []
+        lists: list[tuple[str, Resource, str | None, str | None]] = []
         for resource in self._resources(conditions):
             for ns in (self.config.scope if resource.namespaced else [None]):
-                jobs.append((resource.plural, resource, ns, selector if resource.namespaced else None))
+                lists.append((resource.plural, resource, ns, selector if resource.namespaced else None))
         if "pvc" in conditions and (selector is not None or PODS not in self._resources(conditions)):
             # The pods that mount a claim need not carry the claim's labels.
             for ns in self.config.scope:
-                jobs.append(("pods-for-pvc", PODS, ns, None))
+                lists.append(("pods-for-pvc", PODS, ns, None))
 
         async def one(slot: str, resource: Resource, ns: str | None, sel: str | None) -> None:
             try:
@@ -332,7 +335,7 @@ class KubernetesCheck(Check):
                 reads.counts[_KINDS[resource.kind]] = reads.counts.get(_KINDS[resource.kind], 0) + len(items)
 
         await _gather_named([(f"list {r.qualified}" + (f" in namespace {ns}" if ns else ""), one(s, r, ns, sel))
-                             for s, r, ns, sel in jobs], deadline)
+                             for s, r, ns, sel in lists], deadline)
         for failure in reads.failures:
             if failure.status == 401:
                 await self.in_thread(self._reader.reset)
@@ -386,7 +389,7 @@ class KubernetesCheck(Check):
         findings = self._findings(reads, usages, conditions, now)
         active, pending, new_state = self._hold(findings, state, reads.failed_kinds(), now)
         await self._save_state(new_state)
-        return self._result(reads, usages, active, pending, now)
+        return self._result(reads, usages, active, pending)
 
     def _findings(self, reads: _Reads, usages: list[cond.VolumeUsage], conditions: set[str],
                   now: float) -> list[cond.Finding]:
@@ -435,7 +438,7 @@ class KubernetesCheck(Check):
         return where + (f" matching {self.config.selector}" if self.config.selector else "")
 
     def _result(self, reads: _Reads, usages: list[cond.VolumeUsage], active: list[tuple[cond.Finding, float]],
-                pending: list[tuple[cond.Finding, float]], now: float) -> CheckResult:
+                pending: list[tuple[cond.Finding, float]]) -> CheckResult:
         observations: dict[str, float] = {}
         failing: dict[str, set[str]] = {}
         for f, _ in active:

@@ -398,6 +398,23 @@ async def test_pvc_usage_comes_from_the_kubelet_stats_summary(api, tmp_path):
     assert [r for r in api.requests if "proxy" in r] == ["/api/v1/nodes/node-a/proxy/stats/summary"]
 
 
+async def test_an_unreadable_pod_list_keeps_the_volume_clocks(api, tmp_path):
+    """The pods say which kubelets to ask: while they cannot be listed, a filling volume keeps its clock."""
+    api.add("persistentvolumeclaims", k.pvc("payments", "data-db-0"))
+    api.add("pods", k.pod("payments", "db-0", node="node-a", claims=("data-db-0",)))
+    api.node_stats["node-a"] = k.stats_summary("node-a", [("payments", "db-0", "data-db-0", 9.9 * GIB, 10 * GIB)])
+    check = make_check(api, tmp_path, namespace="payments", conditions=["pvc"], **{"for": "10m"})
+    t0 = time.time()
+    assert (await run_at(check, t0)).status == Status.OK
+    api.forbidden.add(("pods", "payments"))
+    assert (await run_at(check, t0 + 5 * 60)).status == Status.UNKNOWN
+    api.forbidden.clear()
+    result = await run_at(check, t0 + 11 * 60)
+    await check.close()
+    assert result.status == Status.CRITICAL, result.summary
+    assert "for 11m" in result.summary
+
+
 async def test_pvc_without_nodes_proxy_grant_names_it(api, tmp_path):
     api.add("persistentvolumeclaims", k.pvc("payments", "data-db-0"))
     api.add("pods", k.pod("payments", "db-0", node="node-a", claims=("data-db-0",)))
