@@ -36,6 +36,8 @@ RUNBOOK_FAMILIES: dict[str, str] = {
     # data freshness
     "freshness": "runbooks/data-stale.md",
     "data_product": "runbooks/data-stale.md",
+    # Kubernetes workloads
+    "kubernetes": "runbooks/kubernetes-workloads.md",
     # the agent itself
     "agent.notification": "runbooks/agent-notification-failing.md",
 }

@@ -23,7 +23,7 @@ from agent.secrets import REDACTOR, clip, redact
 
 log = logging.getLogger("sre_agent.runner")
 #: heavy clients some check types import lazily, and the extra that installs them
-_EXTRAS = {"sqlalchemy": "sql", "psycopg": "sql", "boto3": "s3", "botocore": "s3"}
+_EXTRAS = {"sqlalchemy": "sql", "psycopg": "sql", "boto3": "s3", "botocore": "s3", "kubernetes": "kubernetes"}
 
 
 async def execute(check: Check) -> CheckResult:

@@ -4,7 +4,8 @@ Starts the real `sre-agent run` on a config of N checks (tcp and file checks
 against this machine: cheap, no target needed), reloads it R times with
 SIGHUP, alternating between two configs so every reload really replaces
 checks, and samples the agent's RSS after each batch. The figure that counts
-is the growth per reload over the second half (the first reloads warm caches).
+is the growth per reload over the second half and the last quarter (the first
+reloads warm caches and fill the heap up to its working size).
 
     python bench/reload_soak.py                 # 60 checks, 500 reloads
     python bench/reload_soak.py --smoke         # 20 checks, 40 reloads
@@ -86,17 +87,20 @@ def main() -> int:
         finally:
             stop_process(proc)  # type: ignore[arg-type]
             log.close()
-    half = [s for s in samples if s[0] >= args.reloads // 2]
-    growth_kib = (half[-1][1] - half[0][1]) * 1024 / max(1, half[-1][0] - half[0][0])
+    def growth_kib(since: int) -> float:
+        part = [s for s in samples if s[0] >= since]
+        return (part[-1][1] - part[0][1]) * 1024 / max(1, part[-1][0] - part[0][0])
+
+    half, quarter = growth_kib(args.reloads // 2), growth_kib(args.reloads * 3 // 4)
     report = {"checks": args.checks * 2, "reloads": args.reloads, "rss_start_mib": samples[0][1],
-              "rss_end_mib": samples[-1][1], "growth_kib_per_reload_second_half": round(growth_kib, 2),
-              "samples": samples}
+              "rss_end_mib": samples[-1][1], "growth_kib_per_reload_second_half": round(half, 2),
+              "growth_kib_per_reload_last_quarter": round(quarter, 2), "samples": samples}
     write_results("reload_soak" + ("_smoke" if args.smoke else ""), report)
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{args.reloads} reloads of {args.checks * 2} checks: RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, "
-          f"{growth_kib:.2f} KiB per reload over the second half")
+    print(f"{args.reloads} reloads of {args.checks * 2} checks: RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB; "
+          f"per reload {half:.2f} KiB over the second half, {quarter:.2f} KiB over the last quarter")
     return 0
 
 

@@ -61,11 +61,32 @@ def build(ctx: g.Context) -> Dashboard:
         "Alerts suppressed", "Alerts muted by silences, inhibition rules or a failing dependency (depends_on).",
         "short", [g.target(f"sum by (reason) ({g.increase(_plain('sre_agent_alerts_suppressed_total'))})",
                            "{{reason}}")], w=12, bars=True, stacked=True)
+    leftovers = g.timeseries(
+        "Plugin leftovers", "Processes a command check's plugin left running, killed by the agent after the run "
+        "(a plugin that backgrounds or setsid's a child).", "short",
+        [g.target(f"sum by (check) ({g.scoped(g.increase(g.sel('sre_agent_command_leftover_processes_total')))})",
+                  "{{check}}")], w=12, bars=True)
+    connections = g.timeseries(
+        "API connections", "Open connections to the agent's listener (capped by agent.api_max_connections).",
+        "short", [g.target(_plain("sre_agent_api_connections"), "{{instance}}")], w=8)
+    rejected = g.timeseries(
+        "API connections refused", "Connections or requests the listener refused or closed, by reason: limit (cap "
+        "reached), evicted (an idle one made room), header_timeout (no request head in time), busy (handler queue "
+        "full).", "short",
+        [g.target(f"sum by (reason) ({g.increase(_plain('sre_agent_api_connections_rejected_total'))})",
+                  "{{reason}}")], w=8, bars=True, stacked=True)
+    accept = g.timeseries(
+        "API accept errors", "Connections the listener could not accept (e.g. out of file descriptors); checks keep "
+        "running.", "short",
+        [g.target(f"sum by (instance) ({g.increase(_plain('sre_agent_api_accept_errors_total'))})", "{{instance}}")],
+        w=8, bars=True)
     rows = [
         g.Row("Scrape and config", [up, loaded, since, configured, version, scrape, samples, reloads]),
-        g.Row("Scheduling and state", [lag, skipped, store, store_size]),
+        g.Row("Scheduling and state", [lag, skipped, store, store_size, leftovers]),
         g.Row("Notifications", [latency, suppressed]),
+        g.Row("API listener", [connections, rejected, accept]),
     ]
     return g.dashboard(uid=UID, title="sre-agent: agent", tags=["agent"], rows=rows, templating=g.variables(),
                        ctx=ctx, description="The agent's own health: scrape, config loads, schedule lag, skipped "
-                                            "runs, state store errors and size, notification latency.")
+                                            "runs, state store errors and size, plugin leftovers, notification "
+                                            "latency, the API listener.")

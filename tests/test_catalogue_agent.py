@@ -3,7 +3,8 @@
 `sre-agent run` starts as a subprocess with one check of every type
 (`checks.registry()`), an SLO over probe history and alerting to a log
 receiver, all on this machine: its own HTTP port, a UDP DNS responder in this
-test, a TLS port nobody listens on, files and an SQLite database in tmp_path.
+test, the Kubernetes API emulator of tests/kubeapi.py, a TLS port nobody listens
+on, files and an SQLite database in tmp_path.
 Once every check has run and every family has samples, one scrape of /metrics
 must declare exactly the catalogue's families with their type, help text and
 label names, and `promtool check metrics` must be clean on it.
@@ -30,6 +31,7 @@ import pytest
 from agent.catalogue import CATALOGUE
 from checks import registry
 from tests.agentproc import AgentProcess, free_port
+from tests.kubeapi import KubeApiServer, deployment
 
 #: catalogue metrics this run cannot give a sample, and why (their HELP/TYPE are still asserted)
 NO_SAMPLE_IN_THIS_RUN = {
@@ -73,7 +75,7 @@ class DnsResponder:
         self.sock.close()
 
 
-def _config(tmp_path: Path, port: int, dns_port: int) -> Path:
+def _config(tmp_path: Path, port: int, dns_port: int, kubeconfig: Path) -> Path:
     backups, exports = tmp_path / "backups", tmp_path / "exports"
     backups.mkdir()
     exports.mkdir()
@@ -116,6 +118,7 @@ checks:
     restore_test: {{kind: pg_restore, dsn: "postgresql://nobody@127.0.0.1:{free_port()}/postgres", timeout: 5s}}
     timeout: 5s
   - {{name: exports-fresh, type: freshness, source: {{kind: file, path: {exports}, pattern: "*.parquet"}}, warn_after: 1h}}
+  - {{name: payments-workloads, type: kubernetes, kubeconfig: {kubeconfig}, context: prod, namespace: payments}}
 data_products:
   - apiVersion: v1
     kind: DataProduct
@@ -186,8 +189,10 @@ def catalogue_view(families: dict[str, Family]) -> dict[str, Family]:
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
     port = free_port()
-    with DnsResponder() as dns_server:
-        proc = AgentProcess(_config(tmp_path, port, dns_server.port), port).start()
+    with DnsResponder() as dns_server, KubeApiServer() as kube:
+        kube.add("deployments", deployment("payments", "api"))
+        proc = AgentProcess(_config(tmp_path, port, dns_server.port, kube.kubeconfig(tmp_path / "kubeconfig")),
+                            port).start()
         try:
             yield proc
         finally:
