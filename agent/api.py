@@ -17,6 +17,7 @@ listener's own limits (connections, header and idle timeouts) are in
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -57,9 +58,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
-    if agent.ready:
-        return web.Response(text="ready\n")
-    return web.Response(status=503, text="not ready: config not loaded or scheduler not running\n")
+    if not agent.ready:
+        return web.Response(status=503, text="not ready: config not loaded or scheduler not running\n")
+    store = agent.store
+    if store is not None and store.failing_since is not None:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(store.failing_since))
+        return web.Response(status=503, text=f"not ready: the state store cannot be written since {since} "
+                                             f"({store.last_error}); checks run and alerts are sent from memory\n")
+    return web.Response(text="ready\n")
 
 
 @require_token

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from agent.config import ConfigBase
     from agent.metrics import Metrics
     from agent.scheduler import Scheduler
+    from agent.store import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,6 +55,7 @@ class AgentView(Protocol):
     config: ConfigBase | None
     metrics: Metrics
     scheduler: Scheduler | None
+    store: Store | None
     ready: bool
     port: int | None
 

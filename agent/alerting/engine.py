@@ -41,6 +41,7 @@ from agent.alerting.silences import Silence, Source, Suppressor
 from agent.check import CheckConfig
 from agent.core import Alert, AlertState, CheckResult, Severity, Status
 from agent.notify.base import Notification, Receiver
+from agent.secrets import redact
 from agent.store import Store
 
 log = logging.getLogger("sre_agent.alerting")
@@ -50,6 +51,9 @@ ReceiverFactory = Callable[[ReceiverConfigBase], Receiver]
 TICK = 1.0
 #: at shutdown an in-flight send gets this long (the daemon allows a component 2s to stop)
 SHUTDOWN_GRACE = 0.8
+#: after a failed write of alert state, the next try waits this long, doubling up to STORE_RETRY_MAX
+STORE_RETRY_MIN = 1.0
+STORE_RETRY_MAX = 60.0
 #: under a steady stream of results a cycle starts at most this often after the previous one, so the
 #: results of a busy moment share one store commit and one round of sends (a lone result goes at once)
 MIN_CYCLE_INTERVAL = 0.05
@@ -96,6 +100,10 @@ class AlertingEngine:
         self._held: list[CheckResult] = []  # taken from the queue, waiting for the next cycle
         self._lock = asyncio.Lock()
         self._uncommitted = state.Batch()
+        #: idempotency keys of rows handed to workers before they could be written
+        self._held_keys: set[str] = set()
+        self._store_failures = 0
+        self._store_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._bound_port: Callable[[], int | None] = lambda: None
         self._apply_config(config)
@@ -409,27 +417,68 @@ class AlertingEngine:
             self._counts_changed = False
 
     async def _commit(self, batch: state.Batch) -> None:
+        """Write the cycle's changes and outbox rows in one transaction, then hand the rows to their workers.
+
+        When the store cannot be written (a full disk), nothing waits for it: the rows are delivered
+        from memory at once (at-least-once, same idempotency keys), the changes are kept and the write
+        is retried with backoff, and a row that went out from memory is not written afterwards."""
         batch.merge(self._uncommitted)
+        delivered: set[str] = set()
+        for each in self.workers.values():
+            delivered |= each.take_delivered_from_memory()
+        if delivered:
+            batch.rows = [r for r in batch.rows if r.idempotency_key not in delivered]
+            self._held_keys -= delivered
         if not batch:
             self._uncommitted = state.Batch()
+            return
+        now = self.clock()
+        if now < self._store_retry_at:
+            self._uncommitted = batch
+            self._hold_in_memory(batch.rows)
             return
         try:
             await state.write_batch(self.store, batch)
         except Exception as exc:
             self._uncommitted = batch
-            log.error("could not write alert state (%d notifications held in memory, retried next cycle): %s",
-                      len(batch.rows), exc)
+            self._store_failures += 1
+            self._store_retry_at = now + min(STORE_RETRY_MAX, STORE_RETRY_MIN * 2 ** (self._store_failures - 1))
+            self._hold_in_memory(batch.rows)
+            if self.store.write_failed(exc, "writing alert state"):
+                log.error("could not write alert state: %d notifications are being delivered from memory; "
+                          "alert state is kept and written again in %.0fs (logged once a minute): %s",
+                          len(self._held_keys), self._store_retry_at - now, redact(str(exc)))
             return
+        if self._store_failures:
+            log.warning("alert state written again after %d failed attempts", self._store_failures)
+            self._store_failures, self._store_retry_at = 0, 0.0
+            self.store.write_succeeded()
         self._uncommitted = state.Batch()
-        by_receiver: dict[str, list[OutboxRow]] = {}
+        by_receiver: dict[str, tuple[list[OutboxRow], list[OutboxRow]]] = {}
         for row in batch.rows:
             self.outbox.depth[row.receiver] = self.outbox.depth.get(row.receiver, 0) + 1
-            by_receiver.setdefault(row.receiver, []).append(row)
-        for receiver, rows in by_receiver.items():
+            held, fresh = by_receiver.setdefault(row.receiver, ([], []))
+            (held if row.idempotency_key in self._held_keys else fresh).append(row)
+        self._held_keys.difference_update(r.idempotency_key for r in batch.rows)
+        for receiver, (held, fresh) in by_receiver.items():
             self.metrics.queue_depth(receiver, self.outbox.depth[receiver])
             worker = self.workers.get(receiver)
             if worker is not None:
-                worker.notify(rows)
+                if held:
+                    worker.persisted(held)
+                worker.notify(fresh)
+
+    def _hold_in_memory(self, rows: list[OutboxRow]) -> None:
+        """Give the workers the rows that could not be written yet (each row once)."""
+        by_receiver: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            if row.idempotency_key not in self._held_keys:
+                by_receiver.setdefault(row.receiver, []).append(row)
+        for receiver, new in by_receiver.items():
+            holder = self.workers.get(receiver)
+            if holder is not None:
+                holder.hold(new)
+                self._held_keys.update(r.idempotency_key for r in new)
 
     @property
     def agent_url(self) -> str:

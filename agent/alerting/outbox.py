@@ -27,6 +27,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from agent.alerting.config import OutboxSettings
@@ -163,6 +164,12 @@ class DeliveryWorker:
         self._probing = False  # after a RETRY: one send at a time until one gets through
         self._launched = 0
         self._probe_from = 0
+        # Rows the engine could not write (the store failing) live here under negative ids until they
+        # are sent, or written: then the stored twin replaces or follows the memory row.
+        self._memory: dict[str, OutboxRow] = {}  # idempotency key -> memory-only row
+        self._next_memory_id = -1
+        self._delivered_from_memory: set[str] = set()  # went out before it could be written
+        self._twins: dict[str, OutboxRow] = {}  # key -> stored row whose memory twin is in flight
 
     @property
     def name(self) -> str:
@@ -183,8 +190,55 @@ class DeliveryWorker:
             self._more = True
         self.wake.set()
 
+    # -- rows held in memory while the store cannot be written -----------------------------
+    def hold(self, rows: Iterable[OutboxRow]) -> None:
+        """Deliver these rows from memory: the engine could not write them (yet)."""
+        for row in rows:
+            if row.idempotency_key in self._memory or row.idempotency_key in self._delivered_from_memory:
+                continue
+            twin = replace(row, id=self._next_memory_id)
+            self._next_memory_id -= 1
+            self._memory[row.idempotency_key] = twin
+            assert twin.id is not None
+            self._rows[twin.id] = twin
+            self._keys[twin.id] = twin.ordering_keys()
+        self.wake.set()
+
+    def take_delivered_from_memory(self) -> set[str]:
+        """Keys of held rows that went out (or failed for good) before being written: not to be written."""
+        done, self._delivered_from_memory = self._delivered_from_memory, set()
+        return done
+
+    def persisted(self, rows: Iterable[OutboxRow]) -> None:
+        """Held rows were written after all: the stored row takes over from its memory twin."""
+        for row in rows:
+            key = row.idempotency_key
+            twin = self._memory.get(key)
+            if twin is None:  # sent from memory meanwhile: the stored copy is done with
+                if key in self._delivered_from_memory:
+                    self._delivered_from_memory.discard(key)
+                    self._finished(row)
+                continue
+            assert twin.id is not None
+            if twin.id in self._flying:
+                self._twins[key] = row  # decided when the twin's send ends
+            else:
+                del self._memory[key]
+                self._forget(twin)
+                self._more = True  # read back from the store, in id order, with everything else
+        self.wake.set()
+
+    def _finished(self, row: OutboxRow) -> None:
+        """A stored row is done with: never sent again; its DELETE goes in the background."""
+        assert row.id is not None
+        self._undeleted[row.id] = row
+        if self._task is not None and (self._deleter is None or self._deleter.done()):
+            self._deleter = asyncio.create_task(self._delete_in_background(), name=f"outbox-{self.name}-delete")
+
     def _admit(self, row: OutboxRow, now: float) -> None:
         assert row.id is not None
+        if row.idempotency_key in self._twins or row.idempotency_key in self._memory:
+            return  # its memory twin is in the window or in flight: that one is sent
         self._rows[row.id] = row
         self._keys[row.id] = row.ordering_keys()
         self._last_id = max(self._last_id, row.id)
@@ -218,14 +272,23 @@ class DeliveryWorker:
 
     async def _round(self, now: float) -> tuple[list[asyncio.Task[None]], float | None]:
         """Start what may go now; returns the sends started and when to look again."""
-        await self._delete_finished()
+        try:
+            await self._delete_finished()
+        except Exception as exc:  # finished rows stay out of the window (never re-sent); deleted later
+            if self.outbox.store.write_failed(exc, f"deleting sent notifications of {self.name}"):
+                log.error("outbox worker %s: could not delete sent notifications (retried): %s", self.name,
+                          redact(str(exc)))
         await self._load(now)
         if not self._rows:
             self.metrics.queue_depth(self.name, 0)
             return [], None
         start, expired, wake = self._plan(now)
         for row in expired:
-            await self.outbox.delete(row)
+            if row.id is not None and row.id < 0:
+                self._memory.pop(row.idempotency_key, None)
+                self._delivered_from_memory.add(row.idempotency_key)  # not to be written either
+            else:
+                await self.outbox.delete(row)
             self._forget(row)
             self.metrics.outcome(self.name, "dropped")
             log.error("dropped notification %s for receiver %s after %d attempts: older than max_age; last error: %s",
@@ -310,9 +373,15 @@ class DeliveryWorker:
                 if seq > self._probe_from:
                     self._probing = False  # the receiver answers again
                 self._forget(row)  # from here on it is never sent again, whatever the store says
-                self._undeleted[row.id] = row  # until its DELETE is done
-                if self._task is not None and (self._deleter is None or self._deleter.done()):
-                    self._deleter = asyncio.create_task(self._delete_in_background(), name=f"outbox-{self.name}-delete")
+                if row.id < 0:  # from memory: tell the engine, or delete the stored twin written meanwhile
+                    self._memory.pop(row.idempotency_key, None)
+                    twin = self._twins.pop(row.idempotency_key, None)
+                    if twin is not None:
+                        self._finished(twin)
+                    else:
+                        self._delivered_from_memory.add(row.idempotency_key)
+                else:
+                    self._finished(row)  # until its DELETE is done
                 if delivery.outcome == Outcome.SENT:
                     self.metrics.outcome(self.name, "sent")
                     self.metrics.latency(self.name, max(0.0, self.clock() - row.created_at))
@@ -332,7 +401,21 @@ class DeliveryWorker:
             self.metrics.outcome(self.name, "retried")
             log.warning("receiver %s: attempt %d of notification %s failed (%s); next try in %.1fs",
                         self.name, row.attempts, row.idempotency_key, row.last_error, row.next_attempt_at - ended)
-            await self.outbox.reschedule(row)
+            if row.id < 0:
+                twin = self._twins.pop(row.idempotency_key, None)
+                if twin is not None:  # written meanwhile: the stored row takes over, with this retry's schedule
+                    self._memory.pop(row.idempotency_key, None)
+                    self._forget(row)
+                    twin.attempts, twin.next_attempt_at, twin.last_error = row.attempts, row.next_attempt_at, row.last_error
+                    self._more = True
+                    await self.outbox.reschedule(twin)
+                return
+            try:
+                await self.outbox.reschedule(row)
+            except Exception as exc:  # the schedule is kept in memory; a restart retries the row sooner
+                if self.outbox.store.write_failed(exc, f"rescheduling a notification for {self.name}"):
+                    log.error("outbox worker %s: could not store a retry's schedule: %s", self.name,
+                              redact(str(exc)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -27,11 +27,13 @@ whose agent died is picked up by another once its lease runs out.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from agent.core import CheckResult
+from agent.secrets import redact
 from agent.store.types import AlertChanges, AlertSnapshot, HistoryPoint, OutboxEntry, SilenceDoc
 
 E = TypeVar("E", bound=OutboxEntry)
@@ -46,6 +48,8 @@ class Store(ABC):
 
     #: history older than the raw retention is kept as aggregates over buckets of this many seconds
     BUCKET = 60.0
+    #: while writes keep failing, one log line per this many seconds
+    ERROR_LOG_INTERVAL = 60.0
 
     def __init__(self, default_retention: float = 2 * 86400, raw_retention: float = 3600.0,
                  max_size: int | None = None) -> None:
@@ -55,8 +59,34 @@ class Store(ABC):
         #: when the history takes more than this many bytes, its oldest part is deleted (alert state never is)
         self.max_size = max_size
         self._retention: dict[str, float] = {}
-        #: called with the exception when a batched history write fails (the daemon counts them)
+        #: called with the exception when a write fails (the daemon counts them: sre_agent_store_errors_total)
         self.on_error: Callable[[Exception], None] | None = None
+        #: when writes started failing (None: the last write went through), and why; /readyz shows it
+        self.failing_since: float | None = None
+        self.last_error: str | None = None
+        self._error_logged = 0.0
+
+    def write_failed(self, exc: Exception, what: str, now: float | None = None) -> bool:
+        """Record a failed write (for /readyz and the error counter); True when it is worth a log line
+        (the first failure, then at most once per `ERROR_LOG_INTERVAL`), so a full disk is not logged 12
+        times a second."""
+        now = time.time() if now is None else now
+        if self.failing_since is None:
+            self.failing_since = now
+        self.last_error = f"{what}: {type(exc).__name__}: {redact(str(exc))}"[:300]
+        if self.on_error is not None:
+            self.on_error(exc)
+        if now - self._error_logged >= self.ERROR_LOG_INTERVAL:
+            self._error_logged = now
+            return True
+        return False
+
+    def write_succeeded(self) -> float | None:
+        """Record a write that went through; returns since when writes had been failing, if they were."""
+        since, self.failing_since, self.last_error = self.failing_since, None, None
+        if since is not None:
+            self._error_logged = 0.0
+        return since
 
     # -- lifecycle ---------------------------------------------------------------------
     @abstractmethod

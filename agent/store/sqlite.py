@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.core import CheckResult, Status
+from agent.secrets import redact
 from agent.store.base import Store, StoreSchemaError
 from agent.store.types import (
     AlertChanges,
@@ -127,7 +128,8 @@ def migrate(conn: sqlite3.Connection, path: object = "") -> int:
             conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                          (VERSION_KEY, str(SCHEMA_VERSION)))
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
     if version < SCHEMA_VERSION:
@@ -186,6 +188,8 @@ class SqliteStore(Store):
     FLUSH_BATCH = 2000
 
     PRUNE_EVERY = 600.0
+    #: results kept in memory while the database cannot be written (about 100 bytes each)
+    MAX_PENDING = 200_000
     #: history trimmed per step while over max_size: the oldest this many seconds of it
     TRIM_STEP = 3600.0
 
@@ -196,6 +200,8 @@ class SqliteStore(Store):
         #: last status queued per check: a result's summary is stored only when the status changes
         self._last_status: dict[str, int] = {}
         self._trim_logged = 0.0
+        self._dropped = 0
+        self._early_flush: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sre-agent-store")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[str, float, int, float, str]] = []
@@ -250,10 +256,13 @@ class SqliteStore(Store):
         conn.execute("BEGIN IMMEDIATE")
         try:
             out = fn(conn, *args)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite ends the transaction itself on some errors (SQLITE_FULL: a full disk); a ROLLBACK
+            # then fails and would hide the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return out
 
     # -- meta and schema --------------------------------------------------------
@@ -279,8 +288,10 @@ class SqliteStore(Store):
         self._last_status[result.check] = status
         self._pending.append((result.check, result.timestamp, status, result.duration_seconds,
                               result.summary[:500] if changed else ""))
-        if len(self._pending) >= self.FLUSH_BATCH and self._flusher is not None:
-            asyncio.get_running_loop().create_task(self.flush())
+        if (len(self._pending) >= self.FLUSH_BATCH and self._flusher is not None and self.failing_since is None
+                and (self._early_flush is None or self._early_flush.done())):
+            # one early flush at a time; while writes fail, the flush loop alone retries (once a second)
+            self._early_flush = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
         if not self._pending:
@@ -289,17 +300,27 @@ class SqliteStore(Store):
         try:
             await self._call(lambda c: c.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?)", batch))
         except Exception as exc:
-            log.error("could not write %d results to %s: %s", len(batch), self.path, exc)
-            if self.on_error:
-                self.on_error(exc)
+            # Keep them for the next flush (a full disk may be freed); past the bound the oldest go.
+            self._pending[:0] = batch
+            lost = len(self._pending) - self.MAX_PENDING
+            if lost > 0:
+                del self._pending[:lost]
+            if self.write_failed(exc, "writing check history"):
+                log.error("could not write %d results to %s (kept in memory, %d dropped so far; retried every "
+                          "%gs, logged once a minute): %s", len(batch), self.path, self._dropped + max(0, lost),
+                          self.FLUSH_EVERY, redact(str(exc)))
+            self._dropped += max(0, lost)
+            return
+        since = self.write_succeeded()
+        if since is not None:
+            log.warning("state store %s writable again after %.0fs", self.path, time.time() - since)
         if time.time() - self._last_prune > self.PRUNE_EVERY:
             self._last_prune = time.time()
             try:
                 await self.prune()
             except Exception as exc:
-                log.error("could not prune the history in %s: %s", self.path, exc)
-                if self.on_error:
-                    self.on_error(exc)
+                if self.write_failed(exc, "pruning check history"):
+                    log.error("could not prune the history in %s: %s", self.path, redact(str(exc)))
 
     async def _flush_loop(self) -> None:
         while True:
