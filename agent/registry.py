@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.check import Check, CheckConfig
+from agent.context import AgentSettingsView
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -34,8 +35,11 @@ Location = tuple[Any, ...]
 Issue = tuple[Location, str]
 
 
-class HasChecks(Protocol):
-    """The validated root config, as a section's hooks see it."""
+class RootConfig(Protocol):
+    """The validated root config (`agent.config.ConfigBase`) as a section's hooks see it."""
+
+    @property
+    def agent(self) -> AgentSettingsView: ...
 
     def all_checks(self) -> list[CheckConfig]: ...
 
@@ -54,8 +58,9 @@ class Section:
     model: Any
     many: bool = True
     description: str = ""
-    to_checks: Callable[[Any, Any], list[CheckConfig]] | None = None
-    semantic_issues: Callable[[Any], list[Issue]] | None = None
+    #: (one item of the section, the root config or None while that is being validated) -> derived checks
+    to_checks: Callable[[Any, RootConfig | None], list[CheckConfig]] | None = None
+    semantic_issues: Callable[[RootConfig], list[Issue]] | None = None
     kind: str | None = None
     default: Callable[[], Any] | None = field(default=None)
     #: position among the root's keys (JSON Schema, docs), after `agent`, `defaults`, `include`, `checks`

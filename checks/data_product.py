@@ -30,7 +30,7 @@ from pydantic import Field, WithJsonSchema, field_validator, model_validator
 from agent import catalogue
 from agent.core import CheckResult, Sample, Severity, Status
 from agent.durations import Duration, format_duration
-from agent.registry import Section, register_section
+from agent.registry import RootConfig, Section, register_section
 from checks._freshness_sources import (
     FreshnessError,
     FreshnessSource,
@@ -224,7 +224,7 @@ class DataProductEntry(Model):
         out["owner"] = self.spec.owner
         return out
 
-    def to_checks(self, config: Any) -> list[CheckConfig]:
+    def to_checks(self, config: RootConfig | None) -> list[CheckConfig]:
         spec, name = self.spec, self.metadata.name
         common: dict[str, Any] = {"labels": self.labels, "interval": spec.interval, "timeout": spec.timeout,
                                   "severity": spec.severity, "runbook": spec.runbook}
@@ -242,7 +242,7 @@ class DataProductEntry(Model):
         return out
 
 
-def _to_checks(entry: DataProductEntry, config: Any) -> list[CheckConfig]:
+def _to_checks(entry: DataProductEntry, config: RootConfig | None) -> list[CheckConfig]:
     return entry.to_checks(config)
 
 

@@ -18,7 +18,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from agent.check import Model
 from agent.durations import Duration
-from agent.registry import Section, register_section
+from agent.registry import RootConfig, Section, register_section
 
 if TYPE_CHECKING:
     from agent.notify.base import Receiver, ReceiverSettings
@@ -296,7 +296,7 @@ class AlertingConfig(Model):
     def receiver(self, name: str) -> ReceiverConfigBase | None:
         return next((r for r in self.receivers if r.name == name), None)
 
-    def semantic_issues(self, config: Any = None) -> list[tuple[tuple[Any, ...], str]]:
+    def semantic_issues(self, config: RootConfig | None = None) -> list[tuple[tuple[Any, ...], str]]:
         """Cross-field problems, as (path inside `alerting`, message)."""
         out: list[tuple[tuple[Any, ...], str]] = []
         names: dict[str, int] = {}
@@ -333,8 +333,16 @@ class AlertingConfig(Model):
         return out
 
 
-def _semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
-    return [(("alerting", *loc), msg) for loc, msg in config.alerting.semantic_issues(config)]
+def alerting_of(config: RootConfig) -> AlertingConfig:
+    """The `alerting:` section of a root config (registered here, so not an attribute the root declares)."""
+    section = getattr(config, "alerting", None)
+    if not isinstance(section, AlertingConfig):
+        raise TypeError(f"the config has no alerting section (got {type(section).__name__})")
+    return section
+
+
+def _semantic_issues(config: RootConfig) -> list[tuple[tuple[Any, ...], str]]:
+    return [(("alerting", *loc), msg) for loc, msg in alerting_of(config).semantic_issues(config)]
 
 
 register_section(Section("alerting", AlertingConfig, many=False, default=AlertingConfig,

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agent.alerting import state
-from agent.alerting.config import AlertingConfig, ReceiverConfigBase, receiver_kinds
+from agent.alerting.config import AlertingConfig, ReceiverConfigBase, alerting_of, receiver_kinds
 from agent.alerting.dispatch import Dispatcher
 from agent.alerting.lifecycle import (
     AlertRecord,
@@ -39,6 +39,8 @@ from agent.alerting.outbox import DeliveryWorker, Outbox, OutboxRow, new_idempot
 from agent.alerting.route import build_routes
 from agent.alerting.silences import Silence, Source, Suppressor
 from agent.check import CheckConfig
+from agent.config import ConfigBase
+from agent.context import CheckContext
 from agent.core import Alert, AlertState, CheckResult, Severity, Status
 from agent.notify.base import Notification, Receiver
 from agent.secrets import redact
@@ -64,7 +66,7 @@ def build_receiver(cfg: ReceiverConfigBase) -> Receiver:
 
 
 class AlertingEngine:
-    def __init__(self, config: Any, store: Store, registry: CollectorRegistry, *, clock: Clock = time.time,
+    def __init__(self, config: ConfigBase, store: Store, registry: CollectorRegistry, *, clock: Clock = time.time,
                  receiver_factory: ReceiverFactory = build_receiver, rng: Callable[[], float] = random.random,
                  background: bool = True) -> None:
         """`background=False` starts no tasks: the caller drives `process()` and the workers' `step()`."""
@@ -109,9 +111,9 @@ class AlertingEngine:
         self._apply_config(config)
 
     # -- configuration ------------------------------------------------------------------
-    def _apply_config(self, config: Any) -> None:
+    def _apply_config(self, config: ConfigBase) -> None:
         self.config = config
-        self.alerting: AlertingConfig = config.alerting
+        self.alerting: AlertingConfig = alerting_of(config)
         self.checks: dict[str, CheckConfig] = {c.name: c for c in config.all_checks()}
         self._dependents = {}
         for cfg in self.checks.values():
@@ -139,7 +141,7 @@ class AlertingEngine:
         log.info("alerting: %d active alerts, %d groups, %d queued notifications restored",
                  sum(r.active for r in self.records.values()), len(self.dispatcher.groups), sum(self.outbox.depth.values()))
 
-    async def reconfigure(self, config: Any) -> None:
+    async def reconfigure(self, config: ConfigBase) -> None:
         async with self._lock:
             self._apply_config(config)
         await self._reconcile(self.clock())
@@ -536,6 +538,7 @@ class AlertingEngine:
         add_routes(app, self)
 
 
-def build_component(config: Any, store: Store, registry: CollectorRegistry, context: Any = None) -> AlertingEngine:
+def build_component(config: ConfigBase, store: Store, registry: CollectorRegistry,
+                    context: CheckContext | None = None) -> AlertingEngine:
     """The daemon's seam (see agent.daemon.Agent._build_components)."""
     return AlertingEngine(config, store, registry)

@@ -24,7 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config import ConfigBase
 
 SOURCE_SUFFIX = ".dashboard.py"
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -88,7 +91,7 @@ def build_dashboard(path: Path, ctx: Any) -> dict[str, Any]:
     return to_json(dashboard)
 
 
-def build_dashboards(config: Any, directory: Path | None = None) -> dict[str, str]:
+def build_dashboards(config: ConfigBase, directory: Path | None = None) -> dict[str, str]:
     """Every dashboard for a config: `{file name: JSON text}`, sorted by name."""
     from agent.codegen.grafana import Context
 

@@ -37,6 +37,7 @@ import attr
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
+from agent.config import ConfigBase
 from agent.slo.spec import SloSpec
 
 SCHEMA_VERSION = 38  # Grafana 10.0's dashboard model; 10.x and 11.x only add migrations that leave these fields alone
@@ -95,7 +96,7 @@ class Context:
     external_url: str | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> Context:
+    def from_config(cls, config: ConfigBase) -> Context:
         from agent.slo.config import slo_specs
 
         alerting = getattr(config, "alerting", None)

@@ -39,6 +39,7 @@ from urllib.parse import urljoin
 
 import yaml
 
+from agent.config import ConfigBase
 from agent.core import Status
 from agent.durations import format_duration
 from agent.slo.config import slo_specs
@@ -62,7 +63,7 @@ _CRON_REFERENCE = datetime(2001, 1, 1, tzinfo=UTC)
 MIN_RULE_INTERVAL = timedelta(seconds=30)
 
 
-def build_rules(config: Any) -> dict[str, str]:
+def build_rules(config: ConfigBase) -> dict[str, str]:
     """Every rule file for a config, by file name."""
     base_url = runbook_base_url(config)
     files = {f"slo-{spec.name}.yml": dump(slo_rule_groups(spec, base_url)) for spec in slo_specs(config)}
@@ -74,7 +75,7 @@ def dump(doc: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=100_000, allow_unicode=True)
 
 
-def runbook_base_url(config: Any) -> str | None:
+def runbook_base_url(config: ConfigBase) -> str | None:
     # The alerting section is owned elsewhere and may not carry the field: read it defensively.
     return getattr(getattr(config, "alerting", None), "runbook_base_url", None)
 
@@ -187,7 +188,7 @@ def alert_window(check: Any) -> timedelta:
     return (second - first) * check.alert.after
 
 
-def check_rule_groups(config: Any, base_url: str | None = None) -> dict[str, Any]:
+def check_rule_groups(config: ConfigBase, base_url: str | None = None) -> dict[str, Any]:
     from agent.runbooks import default_runbook
 
     rules = []

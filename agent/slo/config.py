@@ -14,7 +14,7 @@ from typing import Annotated, Any, Union
 from pydantic import Discriminator, Tag
 
 from agent.check import CheckConfig
-from agent.registry import Section, register_section
+from agent.registry import RootConfig, Section, register_section
 from agent.slo.openslo import OpenSloDocument
 from agent.slo.spec import SloCheckConfig, SloSpec
 
@@ -31,12 +31,12 @@ SloEntry = Annotated[
 ]
 
 
-def slo_specs(config: Any) -> list[SloSpec]:
+def slo_specs(config: RootConfig | None) -> list[SloSpec]:
     """Every SLO of a config in the internal form, in config order."""
     return [entry.to_spec() for entry in getattr(config, "slos", [])]
 
 
-def semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
+def semantic_issues(config: RootConfig) -> list[tuple[tuple[Any, ...], str]]:
     """Problems across entries, located by `slos[i]...` paths."""
     out: list[tuple[tuple[Any, ...], str]] = []
     seen: dict[str, int] = {}
@@ -54,7 +54,7 @@ def semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
 __all__ = ["OpenSloDocument", "SloCheckConfig", "SloEntry", "SloSpec", "semantic_issues", "slo_specs"]
 
 
-def _to_checks(entry: Any, config: Any) -> list[CheckConfig]:
+def _to_checks(entry: Any, config: RootConfig | None) -> list[CheckConfig]:
     return list(entry.to_checks(config))
 
 

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.check import NAME_PATTERN, CheckConfig, Model
 from agent.durations import Duration, parse_duration
+from agent.registry import RootConfig
 from agent.slo.spec import WINDOW_PLACEHOLDER, EventsSli, PrometheusSource, Sli, SloSpec, check_label_names
 
 ANNOTATIONS = {
@@ -226,10 +227,10 @@ class OpenSloDocument(Model):
     def name(self) -> str:
         return self.metadata.name
 
-    def to_checks(self, config: Any) -> list[CheckConfig]:
+    def to_checks(self, config: RootConfig | None) -> list[CheckConfig]:
         return self.to_spec().to_checks(config)
 
-    def semantic_issues(self, config: Any) -> list[tuple[tuple[Any, ...], str]]:
+    def semantic_issues(self, config: RootConfig) -> list[tuple[tuple[Any, ...], str]]:
         out = []
         for _, message in self.to_spec().semantic_issues(config):
             out.append((("metadata", "annotations"), message.replace(

@@ -25,6 +25,7 @@ from agent.check import (
 )
 from agent.core import Severity
 from agent.durations import Duration, format_duration
+from agent.registry import RootConfig
 from agent.secrets import Secret
 from agent.slo.windows import default_min_events
 
@@ -237,7 +238,7 @@ class SloSpec(Model):
     def all_labels(self) -> dict[str, str]:
         return {**self.labels, "service": self.service}
 
-    def prometheus_url(self, config: Any) -> str | None:
+    def prometheus_url(self, config: RootConfig | None) -> str | None:
         if self.prometheus is not None:
             return self.prometheus.url
         agent = getattr(config, "agent", None)
@@ -247,7 +248,7 @@ class SloSpec(Model):
     def to_spec(self) -> SloSpec:
         return self
 
-    def to_checks(self, config: Any) -> list[CheckConfig]:
+    def to_checks(self, config: RootConfig | None) -> list[CheckConfig]:
         timeout = None
         if self.sli.kind != "check":
             per_query = self.prometheus.timeout if self.prometheus else timedelta(seconds=10)
@@ -259,7 +260,7 @@ class SloSpec(Model):
             alert=AlertPolicy(after=1, resolve_after=1), slo=self, prometheus_url=self.prometheus_url(config),
         )]
 
-    def semantic_issues(self, config: Any) -> list[tuple[tuple[Any, ...], str]]:
+    def semantic_issues(self, config: RootConfig) -> list[tuple[tuple[Any, ...], str]]:
         """Cross-section problems: the probe check of `sli.check`, a Prometheus to ask."""
         out: list[tuple[tuple[Any, ...], str]] = []
         if self.sli.check is not None:
