@@ -153,6 +153,9 @@ class Check(abc.ABC):
     type: ClassVar[str]
     Config: ClassVar[builtins.type[CheckConfig]]
     metric_families: ClassVar[dict[str, MetricFamily]] = {}
+    #: default runbooks (paths under the repository's runbooks/): "" for the type's own alert, other keys
+    #: for narrower alert families (`host` + "disk"); a check's own `runbook:` wins (see agent.runbooks)
+    runbooks: ClassVar[dict[str, str]] = {}
     #: status when the runner's timeout fires (network probes say CRITICAL)
     timeout_status: ClassVar[Status] = Status.UNKNOWN
 

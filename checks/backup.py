@@ -162,6 +162,11 @@ def _stamp(ts: float | None) -> str | None:
 
 class BackupCheck(Check):
     type = "backup"
+    runbooks = {
+        "": "runbooks/backup-stale.md",
+        "failed": "runbooks/backup-failed.md",
+        "restore": "runbooks/restore-drill-failed.md",
+    }
     Config = BackupConfig
     timeout_status = Status.CRITICAL
     metric_families = catalogue.families("sre_agent_backup_age_seconds", "sre_agent_backup_size_bytes",

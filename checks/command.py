@@ -190,6 +190,7 @@ def _signal_name(number: int) -> str:
 
 class CommandCheck(Check):
     type = "command"
+    runbooks = {"": "runbooks/command-check-failed.md"}
     Config = CommandConfig
     metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(LEFTOVERS_METRIC, make=MetricFamily)
     # A plugin that does not answer in time is a failing plugin (Nagios' own rule).

@@ -103,6 +103,7 @@ class DataQualityConfig(CheckConfig):
 
 class DataQualityCheck(Check):
     type = "data_product"
+    runbooks = {"": "runbooks/data-stale.md"}
     Config = DataQualityConfig
     metric_families = catalogue.families("sre_agent_data_quality_ratio", make=MetricFamily)
 

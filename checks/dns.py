@@ -145,6 +145,7 @@ def _shown(values: list[str], limit: int = 5) -> str:
 
 class DnsCheck(Check):
     type = "dns"
+    runbooks = {"": "runbooks/dns-resolution-failed.md"}
     Config = DnsConfig
     timeout_status = Status.CRITICAL
     config: DnsConfig

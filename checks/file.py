@@ -169,6 +169,7 @@ def find_newest(path: str, pattern: str | None) -> Newest | None:
 
 class FileCheck(Check):
     type = "file"
+    runbooks = {"": "runbooks/file-stale.md"}
     Config = FileConfig
     # Listing or stat-ing that never finishes is storage that hangs (a stale
     # NFS/FUSE mount): the data is unreachable, which is an outage.

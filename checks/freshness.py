@@ -81,6 +81,7 @@ class FreshnessConfig(CheckConfig):
 
 class FreshnessCheck(Check):
     type = "freshness"
+    runbooks = {"": "runbooks/data-stale.md"}
     Config = FreshnessConfig
     metric_families = catalogue.families("sre_agent_data_freshness_seconds", make=MetricFamily)
 

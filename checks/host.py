@@ -177,6 +177,12 @@ def _fmt(value: float) -> str:
 
 class HostCheck(Check):
     type = "host"
+    runbooks = {
+        "": "runbooks/host-resources.md",
+        "cpu": "runbooks/host-cpu-high.md",
+        "memory": "runbooks/host-memory-high.md",
+        "disk": "runbooks/disk-filling.md",
+    }
     Config = HostConfig
     metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(
         DISK_RATIO, INODES_RATIO, DISK_THRESHOLD, INODES_THRESHOLD, make=MetricFamily)

@@ -324,6 +324,11 @@ def describe_error(exc: BaseException, max_redirects: int) -> str:
 
 class HttpCheck(Check):
     type = "http"
+    runbooks = {
+        "": "runbooks/http-endpoint-down.md",
+        "latency": "runbooks/slow-api-responses.md",
+        "tls": "runbooks/tls-certificate-expiring.md",
+    }
     Config = HttpConfig
     timeout_status = Status.CRITICAL
     config: HttpConfig

@@ -251,6 +251,7 @@ class _Reads:
 
 class KubernetesCheck(Check):
     type = "kubernetes"
+    runbooks = {"": "runbooks/kubernetes-workloads.md"}
     Config = KubernetesConfig
 
     config: KubernetesConfig

@@ -87,6 +87,7 @@ def _plural(n: int) -> str:
 
 class ProcessCheck(Check):
     type = "process"
+    runbooks = {"": "runbooks/process-missing.md"}
     Config = ProcessConfig
     # A process-table scan that does not finish means we could not look, not
     # that the worker is down.

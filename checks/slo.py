@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class SloCheck(Check):
     type = "slo"
+    runbooks = {"": "runbooks/slo-burn.md"}
     Config = SloCheckConfig
     metric_families: ClassVar[dict[str, MetricFamily]] = catalogue.families(OBJECTIVE, SLI, BUDGET_REMAINING, BURN_RATE,
                                                                             make=MetricFamily)

@@ -101,6 +101,7 @@ class TcpConfig(CheckConfig):
 
 class TcpCheck(Check):
     type = "tcp"
+    runbooks = {"": "runbooks/tcp-port-down.md"}
     Config = TcpConfig
     timeout_status = Status.CRITICAL
     config: TcpConfig

@@ -58,6 +58,7 @@ class _Handshake:
 
 class TlsCheck(Check):
     type = "tls"
+    runbooks = {"": "runbooks/tls-certificate-expiring.md"}
     Config = TlsConfig
     timeout_status = Status.CRITICAL
     config: TlsConfig

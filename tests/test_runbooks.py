@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.runbooks import RUNBOOK_FAMILIES, default_runbook
+from agent.runbooks import default_runbook, runbook_families
 from checks import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +62,9 @@ def test_readme_lists_every_runbook():
 
 
 def test_every_family_points_at_an_existing_runbook():
-    for family, path in RUNBOOK_FAMILIES.items():
+    for family, path in runbook_families().items():
         assert (ROOT / path).is_file(), f"{family} -> {path} does not exist"
-    assert {Path(p).name for p in RUNBOOK_FAMILIES.values()} == {p.name for p in RUNBOOK_FILES}, \
+    assert {Path(p).name for p in runbook_families().values()} == {p.name for p in RUNBOOK_FILES}, \
         "every runbook is some family's default, so no runbook is orphaned"
 
 

@@ -31,6 +31,7 @@ from agent.check import CheckConfig, Model
 from agent.config import format_path
 from agent.core import Alert
 from agent.durations import Duration, parse_duration
+from agent.runbooks import effective_runbook
 from agent.web import AGENT_KEY, error, json_response, require_token
 
 
@@ -256,12 +257,13 @@ async def show_runbook(request: web.Request) -> web.StreamResponse:
     cfg = engine.checks.get(name)
     if cfg is None:
         return error(404, f"no check named {name!r}")
-    if cfg.runbook and is_url(cfg.runbook):
-        raise web.HTTPFound(cfg.runbook)
+    runbook = effective_runbook(cfg)
+    if runbook and is_url(runbook):
+        raise web.HTTPFound(runbook)
     agent = request.app.get(AGENT_KEY)
 
     def read() -> str:
-        return find_runbook(name, cfg.runbook, getattr(agent, "config_path", None)).read_text(encoding="utf-8")
+        return find_runbook(name, runbook, getattr(agent, "config_path", None)).read_text(encoding="utf-8")
 
     try:
         text = await asyncio.to_thread(read)

@@ -17,6 +17,7 @@ from urllib.parse import quote, urljoin
 
 from agent.check import AlertPolicy, CheckConfig
 from agent.core import Alert, AlertState, CheckResult, Severity, Status
+from agent.runbooks import effective_runbook
 
 DEDUP_PREFIX = "sre-agent/"
 DEDUP_LENGTH = 32
@@ -185,7 +186,7 @@ def to_alert(rec: AlertRecord, cfg: CheckConfig | None, base_url: str | None, ag
     return Alert(
         check=rec.check, type=rec.type, state=rec.state, severity=rec.severity, summary=rec.summary,
         dedup_key=rec.dedup_key, labels=labels, annotations=annotations, observations=dict(rec.observations),
-        runbook_url=runbook_url(cfg.runbook if cfg else None, base_url, agent_url, rec.check),
+        runbook_url=runbook_url(effective_runbook(cfg) if cfg else None, base_url, agent_url, rec.check),
         generator_url=f"{agent_url}/api/v1/checks?name={quote(rec.check, safe='')}",
         status=rec.status, starts_at=rec.starts_at or rec.failing_since or rec.updated_at,
         ends_at=rec.ends_at if rec.state == AlertState.RESOLVED else None, suppressed_by=rec.suppressed_by,

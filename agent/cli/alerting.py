@@ -179,6 +179,7 @@ def register(main: click.Group) -> None:
         """Print the runbook (Markdown) of a check."""
         from agent.alerting.runbooks import RunbookError, find_runbook, is_url
         from agent.cli.common import load_or_exit
+        from agent.runbooks import effective_runbook
 
         config = load_or_exit(config_path)
         try:
@@ -187,11 +188,12 @@ def register(main: click.Group) -> None:
             names = ", ".join(c.name for c in config.all_checks()) or "(none)"
             click.echo(f"unknown check {check!r}; configured checks: {names}", err=True)
             sys.exit(1)
-        if cfg.runbook and is_url(cfg.runbook):
-            click.echo(f"the runbook of {check} is online: {cfg.runbook}")
+        runbook = effective_runbook(cfg)
+        if runbook and is_url(runbook):
+            click.echo(f"the runbook of {check} is online: {runbook}")
             return
         try:
-            path = find_runbook(check, cfg.runbook, config_path)
+            path = find_runbook(check, runbook, config_path)
         except RunbookError as exc:
             click.echo(str(exc), err=True)
             sys.exit(1)

@@ -189,13 +189,13 @@ def alert_window(check: Any) -> timedelta:
 
 
 def check_rule_groups(config: ConfigBase, base_url: str | None = None) -> dict[str, Any]:
-    from agent.runbooks import default_runbook
+    from agent.runbooks import effective_runbook
 
     rules = []
     for check in sorted(config.all_checks(), key=lambda c: c.name):
         if check.type == "slo" or not check.enabled or not check.alert.enabled:
             continue
-        runbook = check.runbook or default_runbook(check.type)
+        runbook = effective_runbook(check)
         window = format_duration(alert_window(check))
         annotations = {
             "summary": f"sre-agent check {check.name} ({check.type}) is failing",

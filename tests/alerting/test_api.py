@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from agent.daemon import Agent
 from tests.alerting.helpers import write_config
 
 TOKEN = "s3cret-token-for-tests"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def agent_config(tmp_path, token: bool) -> str:
@@ -180,8 +182,9 @@ alerting:"""))
     assert out.exit_code == 0 and out.output == "# API down\n"
     out = runner.invoke(main, ["runbook", "-c", str(cfg), "missing"])
     assert out.exit_code == 1 and "runbook 'runbooks/nope.md' of check 'missing' not found" in out.output
-    out = runner.invoke(main, ["runbook", "-c", str(cfg), "nobook"])
-    assert out.exit_code == 1 and "has no runbook" in out.output
+    out = runner.invoke(main, ["runbook", "-c", str(cfg), "nobook"])  # no runbook: its type's default
+    default = (ROOT / "runbooks" / "command-check-failed.md").read_text(encoding="utf-8")
+    assert out.exit_code == 0 and out.output == default
     out = runner.invoke(main, ["runbook", "-c", str(cfg), "online"])
     assert out.exit_code == 0 and "https://wiki.example.com/o" in out.output
     out = runner.invoke(main, ["runbook", "-c", str(cfg), "ghost"])

@@ -138,3 +138,18 @@ def test_agent_url_from_listen():
     assert agent_url(None, "0.0.0.0:9108") == "http://127.0.0.1:9108"
     assert agent_url(None, "10.0.0.5:9000") == "http://10.0.0.5:9000"
     assert agent_url(None, "[::1]:9108") == "http://[::1]:9108"
+
+
+def test_an_alert_of_a_check_without_runbook_links_its_types_default() -> None:
+    from agent.alerting.lifecycle import runbook_url
+    from agent.runbooks import effective_runbook
+    from checks.tcp import TcpConfig
+
+    plain = TcpConfig(name="db-port", type="tcp", host="127.0.0.1", port=5432)
+    own = TcpConfig(name="db-port", type="tcp", host="127.0.0.1", port=5432, runbook="runbooks/db.md")
+    assert effective_runbook(plain) == "runbooks/tcp-port-down.md"
+    assert effective_runbook(own) == "runbooks/db.md"
+    base = "https://git.example.com/sre/runbooks/"
+    assert runbook_url(effective_runbook(plain), base, "http://agent:9108", "db-port") == base + "runbooks/tcp-port-down.md"
+    assert runbook_url(effective_runbook(plain), None, "http://agent:9108", "db-port") == \
+        "http://agent:9108/api/v1/runbooks/db-port"
