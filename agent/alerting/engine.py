@@ -400,7 +400,7 @@ class AlertingEngine:
             group = flush.group
             n = Notification(receiver=group.receiver, group_key=group.key, group_labels=dict(group.labels),
                              alerts=flush.alerts, idempotency_key=new_idempotency_key(), created_at=now,
-                             kind=flush.kind, extra={"repeat": flush.repeat})
+                             kind=flush.kind, extra={"repeat": flush.repeat, "new": list(flush.new)})
             entry = self.receivers.get(group.receiver)
             if entry is None:
                 log.warning("no receiver %r for group %s; notification dropped", group.receiver, group.key)

@@ -61,6 +61,7 @@ class Notification:
     created_at: float
     #: "firing" if any alert in it fires, else "moved" if one went to other receivers, else "resolved"
     kind: str = "firing"
+    #: `repeat`: a reminder of an unchanged group; `new`: dedup keys told about for the first time
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
