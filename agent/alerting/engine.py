@@ -37,7 +37,7 @@ from agent.alerting.lifecycle import (
 from agent.alerting.metrics import AlertingMetrics
 from agent.alerting.outbox import DeliveryWorker, Outbox, OutboxRow, new_idempotency_key
 from agent.alerting.route import build_routes
-from agent.alerting.silences import Silence, Source, Suppressor
+from agent.alerting.silences import Mute, Silence, Source, Suppressor
 from agent.check import CheckConfig
 from agent.core import Alert, AlertState, CheckResult, Severity, Status
 from agent.notify.base import Notification, Receiver
@@ -505,6 +505,10 @@ class AlertingEngine:
         now = self.clock()
         out = [s for s in self.suppressor.silences.values() if include_expired or s.status(now) != "expired"]
         return sorted(out, key=lambda s: (s.starts_at, s.id))
+
+    def in_force(self, now: float | None = None) -> list[Mute]:
+        """Silences and maintenance windows muting alerts now."""
+        return self.suppressor.in_force(self.clock() if now is None else now)
 
     async def add_silence(self, silence: Silence) -> Silence:
         await state.save_silence(self.store, silence)

@@ -14,6 +14,7 @@ from agent.store.sqlite import SqliteStore
 from agent.store.types import (
     AlertChanges,
     AlertSnapshot,
+    Bucket,
     Doc,
     GroupDoc,
     HistoryPoint,
@@ -43,6 +44,7 @@ async def open_store(state_dir: str | Path, default_retention: float) -> Store:
 __all__ = [
     "AlertChanges",
     "AlertSnapshot",
+    "Bucket",
     "Doc",
     "GroupDoc",
     "HistoryPoint",

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from agent.core import CheckResult
 from agent.secrets import redact
-from agent.store.types import AlertChanges, AlertSnapshot, HistoryPoint, OutboxEntry, SilenceDoc
+from agent.store.types import AlertChanges, AlertSnapshot, Bucket, HistoryPoint, OutboxEntry, SilenceDoc
 
 E = TypeVar("E", bound=OutboxEntry)
 
@@ -151,6 +151,11 @@ class Store(ABC):
     @abstractmethod
     def size_bytes(self) -> int:
         """What the store takes on disk (or in the database) now, cheaply: for `sre_agent_store_size_bytes`."""
+
+    @abstractmethod
+    async def buckets(self, check: str, since: float, until: float, count: int) -> list[Bucket]:
+        """[since, until) cut into `count` equal buckets, oldest first, each summarising its results
+        (empty buckets included): for uptime bars and response-time sparklines without reading every row."""
 
     # -- alert state ---------------------------------------------------------------------
     @abstractmethod

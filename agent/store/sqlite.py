@@ -33,6 +33,7 @@ from agent.store.base import Store, StoreSchemaError
 from agent.store.types import (
     AlertChanges,
     AlertSnapshot,
+    Bucket,
     HistoryPoint,
     OutboxEntry,
     SilenceDoc,
@@ -428,6 +429,36 @@ class SqliteStore(Store):
             return None if row[0] is None else float(row[0])
 
         return await self._call(first)
+
+    async def buckets(self, check: str, since: float, until: float, count: int) -> list[Bucket]:
+        if count < 1 or until <= since:
+            raise ValueError(f"buckets need count >= 1 and until > since, got count={count}, [{since}, {until})")
+        await self.flush()
+        width = (until - since) / count
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            # raw results and the aggregates of older ones (each counted in the slice of its start);
+            # worst status by rank: CRITICAL (2) above UNKNOWN (3) above WARNING above OK
+            return conn.execute(
+                "SELECT MIN(CAST((t - ?) / ? AS INTEGER), ?) AS b, SUM(n), SUM(g), SUM(d) / SUM(n), "
+                "MAX(CASE w WHEN 2 THEN 3 WHEN 3 THEN 2 ELSE w END) FROM ("
+                "SELECT ts AS t, 1 AS n, status IN (0, 1) AS g, duration AS d, status AS w FROM results "
+                "WHERE check_name=? AND ts>=? AND ts<? "
+                "UNION ALL SELECT bucket, total, good, duration_sum, worst FROM results_rollup "
+                "WHERE check_name=? AND bucket>=? AND bucket<?) GROUP BY b ORDER BY b",
+                (since, width, count - 1, check, since, until, check, since, until)).fetchall()
+
+        found = {int(b): (n, good, mean, worst) for b, n, good, mean, worst in await self._call(read)}
+        out = []
+        for i in range(count):
+            start, end = since + i * width, since + (i + 1) * width
+            if i in found:
+                n, good, mean, worst = found[i]
+                out.append(Bucket(start, end, int(n), int(good), float(mean),
+                                  Status({3: 2, 2: 3}.get(int(worst), int(worst)))))
+            else:
+                out.append(Bucket(start, end))
+        return out
 
     # -- alert state -----------------------------------------------------------
     async def load_alert_state(self) -> AlertSnapshot:

@@ -42,6 +42,19 @@ class HistoryPoint:
     count: int = field(default=1, compare=False)
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """A slice of a check's history: how many results, how many good (OK or WARNING), the mean run
+    duration and the worst status (CRITICAL worst; None when the slice has no result)."""
+
+    start: float
+    end: float
+    total: int = 0
+    good: int = 0
+    mean_duration: float | None = None
+    worst: Status | None = None
+
+
 @dataclass
 class OutboxEntry:
     """One queued notification. `id` is assigned by the store on insert; ids only grow."""

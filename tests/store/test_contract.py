@@ -115,6 +115,43 @@ async def test_first_result_at_is_how_far_back_the_history_goes(make_store: Stor
         await store.close()
 
 
+async def test_buckets_summarise_each_slice_of_history(store: Store) -> None:
+    rows = [(0, Status.OK, 0.1), (5, Status.WARNING, 0.3), (12, Status.UNKNOWN, 1.0), (15, Status.CRITICAL, 2.0),
+            (19.999, Status.OK, 3.0), (30, Status.OK, 9.0), (40, Status.OK, 9.0)]
+    for offset, status, took in rows:
+        r = result("api", NOW + offset, status)
+        r.duration_seconds = took
+        store.add_result(r)
+    store.add_result(result("web", NOW + 1, Status.CRITICAL))
+    # not flushed: buckets flush first; [since, until) so the row at NOW + 40 is out
+    got = await store.buckets("api", NOW, NOW + 40, 4)
+    assert [(b.start, b.end) for b in got] == [(NOW + i * 10, NOW + (i + 1) * 10) for i in range(4)]
+    assert [(b.total, b.good, b.worst) for b in got] == [
+        (2, 2, Status.WARNING), (3, 1, Status.CRITICAL), (0, 0, None), (1, 1, Status.OK)]
+    assert got[0].mean_duration == pytest.approx(0.2) and got[1].mean_duration == pytest.approx(2.0)
+    assert got[2].mean_duration is None
+    assert [b.total for b in await store.buckets("nothing", NOW, NOW + 40, 2)] == [0, 0]
+    with pytest.raises(ValueError, match="count >= 1"):
+        await store.buckets("api", NOW, NOW + 40, 0)
+
+
+async def test_buckets_count_aggregated_history_too(make_store: StoreFactory) -> None:
+    store = make_store(default_retention=86400, raw_retention=600)
+    await store.open()
+    try:
+        for offset, status in ((7230, Status.CRITICAL), (7225, Status.OK), (30, Status.OK)):
+            r = result("api", NOW - offset, status)
+            r.duration_seconds = 1.0 if status == Status.OK else 3.0
+            store.add_result(r)
+        await store.prune(NOW)  # the two old results are now one aggregate
+        hours = await store.buckets("api", NOW - 3 * 3600, NOW, 3)
+        assert [(b.total, b.good, b.worst) for b in hours] == [(2, 1, Status.CRITICAL), (0, 0, None), (1, 1, Status.OK)]
+        assert hours[0].mean_duration == pytest.approx(2.0)
+        assert await store.success_counts("api", NOW - 3 * 3600, NOW) == (2, 3)
+    finally:
+        await store.close()
+
+
 async def test_flush_with_nothing_queued_is_a_no_op(store: Store) -> None:
     await store.flush()
     await store.flush()
