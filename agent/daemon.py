@@ -189,7 +189,11 @@ class Agent:
             from agent.alerting.engine import build_component
         except ImportError:
             return components
-        components.append(build_component(self.config, self.store, self.metrics.registry, self.context))
+        engine = build_component(self.config, self.store, self.metrics.registry, self.context)
+        components.append(engine)
+        from agent.digest.component import build_component as build_digest
+
+        components.append(build_digest(self.config, self.store, engine, self.metrics.results.latest))
         return components
 
     async def _serve(self) -> None:

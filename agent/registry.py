@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 #: packages scanned for check types: every public module's `Check` subclasses
 CHECK_PACKAGES: tuple[str, ...] = ("checks",)
 #: modules that register config sections when imported (besides those in CHECK_PACKAGES)
-SECTION_MODULES: tuple[str, ...] = ("agent.alerting.config", "agent.slo.config", "agent.statuspage.config")
+SECTION_MODULES: tuple[str, ...] = ("agent.alerting.config", "agent.slo.config", "agent.statuspage.config",
+                                    "agent.digest.config")
 #: modules of a check package that are not check types
 _NOT_TYPES = {"base"}
 

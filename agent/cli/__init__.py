@@ -19,6 +19,7 @@ import click
 from agent import __version__, humanize, reports
 from agent.cli import alerting as alerting_commands
 from agent.cli import dashboards as dashboard_commands
+from agent.cli import digest as digest_commands
 from agent.cli import notify as notify_commands
 from agent.cli import rules as rules_commands
 from agent.cli.common import CONFIG_HELP, config_option, load_or_exit
@@ -231,6 +232,7 @@ def schema() -> None:
 
 
 alerting_commands.register(main)
+digest_commands.register(main)
 notify_commands.register(main)
 rules_commands.register(main)
 dashboard_commands.register(main)

@@ -34,8 +34,9 @@ from agent.check import Model
 from agent.core import Alert, AlertState
 from agent.secrets import Secret
 
-from . import render
+from . import digest, render
 from .base import ConfiguredReceiver, Delivery, Notification, Outcome, ReceiverSettings
+from .digest import Digest
 from .http import DETAIL_LIMIT, scrub
 
 SUBJECT_MAX = 200
@@ -295,6 +296,41 @@ def build_message(notification: Notification, alerts: list[Alert], settings: Ema
     return msg
 
 
+def digest_html(d: Digest) -> str:
+    parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="color-scheme" content="light dark">'
+             f"<title>{_e(d.subject)}</title></head>"
+             '<body style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;'
+             'line-height:1.45;color:#111;margin:0;padding:16px">'
+             f'<h1 style="font-size:18px;margin:0 0 4px">{_e(d.title)} {_e(d.day)}</h1>'
+             f'<p style="margin:0 0 16px;color:#555">{_e(d.headline())} · {_e(d.timezone)}</p>']
+    for section in d.sections():
+        color = _RESOLVED_COLOR if section.tone == "ok" else _SEVERITY_COLOR["warning"]
+        parts.append(f'<div style="border-left:4px solid {color};padding:2px 12px;margin:0 0 14px">'
+                     f'<h2 style="font-size:15px;margin:4px 0">{_e(section.title)}</h2><ul style="margin:4px 0;'
+                     'padding-left:18px">' + "".join(f"<li>{_e(line)}</li>" for line in section.lines) + "</ul></div>")
+    if d.agent_url.startswith(("https://", "http://")):
+        parts.append(f'<p style="color:#888;font-size:12px"><a href="{_e(d.agent_url)}">{_e(d.agent_url)}</a></p>')
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def digest_message(notification: Notification, settings: EmailSettings) -> EmailMessage:
+    """One mail per digest and day; a re-send (an outbox retry) has the same Message-ID."""
+    d = digest.of(notification)
+    msg = EmailMessage()
+    msg["From"] = settings.from_
+    msg["To"] = ", ".join(settings.to)
+    msg["Subject"] = render.truncate(f"{settings.subject_prefix} {d.subject}".strip(), SUBJECT_MAX)
+    msg["Date"] = formatdate(d.generated_at, localtime=False, usegmt=True)
+    msg["Message-ID"] = f"<digest.{_id_part(d.day)}.{_id_part(notification.receiver)}@{settings.domain}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-SRE-Agent-Notification"] = notification.idempotency_key
+    msg.set_content(d.text())
+    msg.add_alternative(digest_html(d), subtype="html")
+    return msg
+
+
 # -- sending ---------------------------------------------------------------------------------------
 
 def classify_reply(code: int, message: str, *, what: str, secrets: list[str]) -> Delivery:
@@ -312,6 +348,7 @@ class EmailReceiver(ConfiguredReceiver[EmailSettings]):
 
     kind = "email"
     Settings = EmailSettings
+    takes_digest = True
     _tls: ssl.SSLContext | None = None
 
     def secret_values(self) -> list[str]:
@@ -328,9 +365,12 @@ class EmailReceiver(ConfiguredReceiver[EmailSettings]):
         alerts = render.visible_alerts(notification, self.config.send_resolved)
         if not alerts:
             return Delivery(Outcome.SENT, "nothing to send")
-        return await self.deliver(build_message(notification, alerts, self.config, self.clock()))
+        return await self._submit(build_message(notification, alerts, self.config, self.clock()))
 
-    async def deliver(self, msg: EmailMessage) -> Delivery:
+    async def send_digest(self, notification: Notification) -> Delivery:
+        return await self._submit(digest_message(notification, self.config))
+
+    async def _submit(self, msg: EmailMessage) -> Delivery:
         """Hand one message to the SMTP server and classify what it said."""
         smtp_cfg = self.config.smtp
         what = f"email {self.name}"

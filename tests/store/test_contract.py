@@ -15,6 +15,7 @@ from agent.store import (
     AlertChanges,
     GroupDoc,
     HistoryPoint,
+    IncidentDoc,
     OutboxEntry,
     RecordDoc,
     SilenceDoc,
@@ -415,6 +416,63 @@ async def test_outbox_insert_failure_inserts_nothing(store: Store) -> None:
         await store.outbox_insert(rows)
     assert [r.idempotency_key for r in await store.outbox_rows()] == ["dup"]
     assert [r.id for r in rows] == [None, None]
+
+
+async def test_outbox_insert_once_queues_a_key_value_once(store: Store, make_store: StoreFactory) -> None:
+    first = [entry("slack", "digest-1"), entry("email", "digest-2")]
+    assert await store.outbox_insert_once(first, "digest:last_day", "2027-01-15") is True
+    assert all(r.id is not None for r in first)
+    again = [entry("slack", "digest-3")]
+    assert await store.outbox_insert_once(again, "digest:last_day", "2027-01-15") is False
+    assert again[0].id is None
+    store = await reopen(store, make_store)  # a restart the same day queues nothing either
+    try:
+        assert await store.outbox_insert_once([entry("slack", "digest-4")], "digest:last_day", "2027-01-15") is False
+        assert await store.get_meta("digest:last_day") == "2027-01-15"
+        assert await store.outbox_insert_once([entry("slack", "digest-5")], "digest:last_day", "2027-01-16") is True
+        assert [r.idempotency_key for r in await store.outbox_rows()] == ["digest-1", "digest-2", "digest-5"]
+        # a failed insert records no day: the next try queues it
+        dup = [entry("slack", "digest-1")]
+        with pytest.raises(Exception):  # noqa: B017 - the backend's integrity error
+            await store.outbox_insert_once(dup, "digest:last_day", "2027-01-17")
+        assert await store.get_meta("digest:last_day") == "2027-01-16" and dup[0].id is None
+    finally:
+        await store.close()
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+def incident(key: str, fired: float, **kw: Any) -> IncidentDoc:
+    return IncidentDoc(key=f"{key}:{int(fired)}", dedup_key=key, check=key.split("/")[0], fired_at=fired,
+                       doc={"severity": kw.pop("severity", "critical"), "summary": kw.pop("summary", "down")}, **kw)
+
+
+async def test_incidents_keep_their_first_start_and_ack_and_latest_resolve(store: Store) -> None:
+    await store.write_alert_changes(AlertChanges(incidents=[
+        incident("api/", NOW - 600, failing_since=NOW - 700),
+        incident("db/", NOW - 100000, failing_since=NOW - 100100, resolved_at=NOW - 90000),  # over before the window
+        incident("web/", NOW - 90000, failing_since=NOW - 90060, resolved_at=NOW - 3600)]))
+    # a later write knows only what changed: the ack, then the resolve with a new summary
+    await store.write_alert_changes(AlertChanges(incidents=[incident("api/", NOW - 600, acknowledged_at=NOW - 500)]))
+    await store.write_alert_changes(AlertChanges(incidents=[
+        incident("api/", NOW - 600, acknowledged_at=NOW - 10, resolved_at=NOW - 60, summary="recovered")]))
+    got = await store.incidents(NOW - 86400, NOW)
+    assert [i.check for i in got] == ["web", "api"]
+    api = got[1]
+    assert (api.failing_since, api.fired_at, api.acknowledged_at, api.resolved_at) == (
+        NOW - 700, NOW - 600, NOW - 500, NOW - 60)
+    assert api.doc == {"severity": "critical", "summary": "recovered"}
+    open_now = await store.incidents(NOW - 30, NOW)
+    assert open_now == []  # both resolved before NOW - 30
+    assert [i.check for i in await store.incidents(0, NOW)] == ["db", "web", "api"]
+
+
+async def test_resolved_incidents_are_pruned_after_their_retention(store: Store) -> None:
+    old = NOW - Store.INCIDENT_RETENTION - 10
+    await store.write_alert_changes(AlertChanges(incidents=[
+        incident("gone/", old - 100, resolved_at=old), incident("open/", old - 100)]))
+    await store.prune(NOW)
+    assert [i.check for i in await store.incidents(0, NOW)] == ["open"]
 
 
 # -- durability --------------------------------------------------------------------------------
