@@ -1,4 +1,4 @@
-"""HTTP surface on one listener: /metrics, health, reload and the JSON API.
+"""HTTP surface on one listener: /metrics, health, reload, the JSON API and the status page.
 
 Reads are open (they expose only what /metrics already does, redacted);
 writes (reload included) need `Authorization: Bearer <agent.api_token>`
@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agent.statuspage.routes import add_routes as add_status_page
 from agent.web import (
     AGENT_KEY,
     PROBE_PATHS,
@@ -157,6 +158,7 @@ def build_app(agent: AgentView, guard: ConnectionGuard | None = None) -> web.App
         web.get("/api/v1/checks", list_checks),
         web.post("/api/v1/checks/{name}/run", run_check),
     ])
+    add_status_page(app)
     for component in agent.components:
         add = getattr(component, "add_routes", None)
         if add is not None:

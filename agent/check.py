@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from agent.context import CheckContext
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"check", "type", "name", "status", "window", "slo", "le", "quantile", "severity", "state"}
 
@@ -65,6 +66,8 @@ class CheckConfig(Model):
     cron: str | None = Field(None, description="5-field crontab schedule instead of an interval")
     timeout: Duration | None = Field(None, description="hard limit for one run; defaults.timeout if unset")
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on metrics and alerts")
+    tags: list[str] = Field(default_factory=list, description="suites the check belongs to, e.g. [smoke, pre-deploy]; "
+                            "`sre-agent check --tag smoke` runs them")
     severity: Severity | SeverityMap = Field(
         default_factory=SeverityMap,
         description="alert severity, or {warning: .., critical: ..}; default: WARNING results warning, "
@@ -99,6 +102,18 @@ class CheckConfig(Model):
                 raise ValueError(f"label name {key!r} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
             if key in RESERVED_LABELS or key.startswith("__"):
                 raise ValueError(f"label name {key!r} is reserved; reserved: {', '.join(sorted(RESERVED_LABELS))}")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for tag in v:
+            if not TAG_PATTERN.match(tag):
+                raise ValueError(f"invalid tag {tag!r}: use letters, digits, '_', '.', '-' and start with a letter or digit")
+            if tag in seen:
+                raise ValueError(f"tag {tag!r} is listed twice")
+            seen.add(tag)
         return v
 
     @field_validator("cron")

@@ -31,7 +31,7 @@ from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import CheckResult
 from agent.metrics import Metrics
-from agent.registry import get_type
+from agent.registry import get_type, sections
 from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
 from agent.store import Store, StoreSchemaError
@@ -110,13 +110,19 @@ class StateDirLock:
 
 
 def history_retention(config: ConfigBase) -> dict[str, float]:
-    """Checks whose history must outlive the default retention (SLOs over probes)."""
+    """Checks whose history must outlive the default retention (SLOs over probes, status page uptime)."""
     out: dict[str, float] = {}
+    needs: list[dict[str, float]] = []
     for cfg in config.all_checks():
         need = getattr(cfg, "history_needs", None)
         if callable(need):
-            for check, seconds in need().items():
-                out[check] = max(out.get(check, 0.0), seconds)
+            needs.append(need())
+    for section in sections().values():
+        if section.history_needs is not None:
+            needs.append(section.history_needs(config))
+    for need_map in needs:
+        for check, seconds in need_map.items():
+            out[check] = max(out.get(check, 0.0), seconds)
     return out
 
 
@@ -183,7 +189,11 @@ class Agent:
             from agent.alerting.engine import build_component
         except ImportError:
             return components
-        components.append(build_component(self.config, self.store, self.metrics.registry, self.context))
+        engine = build_component(self.config, self.store, self.metrics.registry, self.context)
+        components.append(engine)
+        from agent.digest.component import build_component as build_digest
+
+        components.append(build_digest(self.config, self.store, engine, self.metrics.results.latest))
         return components
 
     async def _serve(self) -> None:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 #: packages scanned for check types: every public module's `Check` subclasses
 CHECK_PACKAGES: tuple[str, ...] = ("checks",)
 #: modules that register config sections when imported (besides those in CHECK_PACKAGES)
-SECTION_MODULES: tuple[str, ...] = ("agent.alerting.config", "agent.slo.config")
+SECTION_MODULES: tuple[str, ...] = ("agent.alerting.config", "agent.slo.config", "agent.statuspage.config",
+                                    "agent.digest.config")
 #: modules of a check package that are not check types
 _NOT_TYPES = {"base"}
 
@@ -63,6 +64,8 @@ class Section:
     semantic_issues: Callable[[RootConfig], list[Issue]] | None = None
     kind: str | None = None
     default: Callable[[], Any] | None = field(default=None)
+    #: check name -> seconds of result history the section needs kept (a status page's 30-day uptime)
+    history_needs: Callable[[Any], dict[str, float]] | None = None
     #: position among the root's keys (JSON Schema, docs), after `agent`, `defaults`, `include`, `checks`
     order: int = 100
 

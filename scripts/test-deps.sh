@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (run as root):
-# the real servers the tests start on 127.0.0.1. PostgreSQL is in the image;
+# the real servers the tests start on 127.0.0.1 (and chromium, which loads the
+# status page headless). PostgreSQL is in the image;
 # the tests start their own throwaway cluster.
 set -euo pipefail
-pkgs=(prometheus prometheus-alertmanager prometheus-blackbox-exporter restic pgbackrest nginx-light)
+pkgs=(prometheus prometheus-alertmanager prometheus-blackbox-exporter restic pgbackrest nginx-light chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,7 @@ SECRET_FILE_KEYS = {
     "SqlSource": ("dsn",),
     "RestoreTest": ("dsn",),
     "S3Source": ("access_key_id", "secret_access_key", "session_token"),
+    "SmtpSettings": ("password",),
 }
 
 

@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.alerting.config import LATEST_END, AlertingConfig, compile_matchers
 from agent.alerting.runbooks import RunbookError, find_runbook, is_url
-from agent.alerting.silences import Silence
+from agent.alerting.silences import Mute, Silence
 from agent.check import CheckConfig, Model
 from agent.config import format_path
 from agent.core import Alert
@@ -45,6 +45,7 @@ class AlertingService(Protocol):
 
     def alerts(self, states: set[str] | None = None) -> list[Alert]: ...
     def silences(self, include_expired: bool = False) -> list[Silence]: ...
+    def in_force(self, now: float | None = None) -> list[Mute]: ...
     async def add_silence(self, silence: Silence) -> Silence: ...
     async def expire_silence(self, silence_id: str) -> Silence | None: ...
 

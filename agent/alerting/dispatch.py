@@ -74,6 +74,8 @@ class Flush:
     group: Group
     alerts: list[Alert]
     repeat: bool
+    #: dedup keys of the firing alerts this group tells its receiver about for the first time
+    new: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -270,7 +272,9 @@ class Dispatcher:
             if changed or repeat:
                 shown = [replace(a, moved_from=group.arrivals[a.dedup_key]) if a.dedup_key in group.arrivals else a
                          for a in firing]
-                flush = Flush(group, sorted(shown + resolved, key=lambda a: (a.starts_at, a.dedup_key)), repeat and not changed)
+                new = tuple(a.dedup_key for a in firing if a.dedup_key not in group.notified)
+                flush = Flush(group, sorted(shown + resolved, key=lambda a: (a.starts_at, a.dedup_key)),
+                              repeat and not changed, new)
                 group.last_sent_at = now
                 for a in firing:
                     group.notified[a.dedup_key] = fingerprint(a)

@@ -37,7 +37,7 @@ from agent.alerting.lifecycle import (
 from agent.alerting.metrics import AlertingMetrics
 from agent.alerting.outbox import DeliveryWorker, Outbox, OutboxRow, new_idempotency_key
 from agent.alerting.route import build_routes
-from agent.alerting.silences import Silence, Source, Suppressor
+from agent.alerting.silences import Mute, Silence, Source, Suppressor
 from agent.check import CheckConfig
 from agent.config import ConfigBase
 from agent.context import CheckContext
@@ -162,7 +162,10 @@ class AlertingEngine:
                     continue
                 if rec.state == AlertState.FIRING:
                     why = "check disabled in the config" if rec.check in self.checks else "check removed from the config"
-                    rec = replace(rec, state=AlertState.RESOLVED, ends_at=now, summary=why)
+                    resolved = replace(rec, state=AlertState.RESOLVED, ends_at=now, summary=why)
+                    if (incident := state.incident_change(rec, resolved, now)) is not None:
+                        batch.note_incident(incident)
+                    rec = resolved
                     self.dispatcher.update(self._alert(rec), now)
                 self._forget_record(key)
             self.statuses = {c: st for c, st in self.statuses.items() if c in running}
@@ -299,6 +302,8 @@ class AlertingEngine:
                 self._store_record(new, batch, changed)
 
     def _store_record(self, rec: AlertRecord, batch: state.Batch, changed: set[str]) -> None:
+        if (incident := state.incident_change(self.records.get(rec.dedup_key), rec, self.clock())) is not None:
+            batch.note_incident(incident)
         changed.add(rec.dedup_key)
         if rec.idle:
             self._forget_record(rec.dedup_key)
@@ -389,8 +394,18 @@ class AlertingEngine:
                 if mute is not None and rec.suppressed_by is None:
                     self.metrics.suppress(mute[0])
                     log.info("alert %s (%s) suppressed by %s", rec.check, key, by)
+                    self._acknowledged(rec, by, now, batch)
                 rec.suppressed_by = by
                 self._store_record(rec, batch, changed)
+
+    def _acknowledged(self, rec: AlertRecord, by: str | None, now: float, batch: state.Batch) -> None:
+        """Someone silencing a firing alert through the API is the acknowledgement the agent can see."""
+        silence = self.suppressor.silences.get((by or "").removeprefix("silence:")) if by else None
+        if rec.state != AlertState.FIRING or silence is None or silence.source == "config":
+            return
+        incident = state.incident_change(None, rec, now)
+        if incident is not None:
+            batch.note_incident(replace(incident, acknowledged_at=now))
 
     async def _cycle(self, now: float, batch: state.Batch, changed: set[str]) -> None:
         self._mute(now, batch, changed)
@@ -402,7 +417,7 @@ class AlertingEngine:
             group = flush.group
             n = Notification(receiver=group.receiver, group_key=group.key, group_labels=dict(group.labels),
                              alerts=flush.alerts, idempotency_key=new_idempotency_key(), created_at=now,
-                             kind=flush.kind, extra={"repeat": flush.repeat})
+                             kind=flush.kind, extra={"repeat": flush.repeat, "new": list(flush.new)})
             entry = self.receivers.get(group.receiver)
             if entry is None:
                 log.warning("no receiver %r for group %s; notification dropped", group.receiver, group.key)
@@ -456,12 +471,17 @@ class AlertingEngine:
             self._store_failures, self._store_retry_at = 0, 0.0
             self.store.write_succeeded()
         self._uncommitted = state.Batch()
+        self._announce(batch.rows)
+
+    def _announce(self, committed: list[OutboxRow]) -> None:
+        """Count newly committed outbox rows and hand them to their receivers' workers (rows already
+        going out from memory, after a failed write, are only marked as stored)."""
         by_receiver: dict[str, tuple[list[OutboxRow], list[OutboxRow]]] = {}
-        for row in batch.rows:
+        for row in committed:
             self.outbox.depth[row.receiver] = self.outbox.depth.get(row.receiver, 0) + 1
             held, fresh = by_receiver.setdefault(row.receiver, ([], []))
             (held if row.idempotency_key in self._held_keys else fresh).append(row)
-        self._held_keys.difference_update(r.idempotency_key for r in batch.rows)
+        self._held_keys.difference_update(r.idempotency_key for r in committed)
         for receiver, (held, fresh) in by_receiver.items():
             self.metrics.queue_depth(receiver, self.outbox.depth[receiver])
             worker = self.workers.get(receiver)
@@ -481,6 +501,19 @@ class AlertingEngine:
             if holder is not None:
                 holder.hold(new)
                 self._held_keys.update(r.idempotency_key for r in new)
+
+    async def enqueue_once(self, notifications: list[Notification], key: str, value: str) -> bool:
+        """Queue notifications outside the alert cycle (the daily digest) unless `key` already holds
+        `value` in the store; the marker and the rows are written together. False: already queued."""
+        rows = [OutboxRow.for_notification(n) for n in notifications]
+        unknown = [r.receiver for r in rows if r.receiver not in self.receivers]
+        if unknown:
+            raise KeyError(f"no receiver {', '.join(unknown)} configured")
+        async with self._lock:
+            queued = await self.store.outbox_insert_once(rows, key, value)
+        if queued:
+            self._announce(rows)
+        return queued
 
     @property
     def agent_url(self) -> str:
@@ -507,6 +540,10 @@ class AlertingEngine:
         now = self.clock()
         out = [s for s in self.suppressor.silences.values() if include_expired or s.status(now) != "expired"]
         return sorted(out, key=lambda s: (s.starts_at, s.id))
+
+    def in_force(self, now: float | None = None) -> list[Mute]:
+        """Silences and maintenance windows muting alerts now."""
+        return self.suppressor.in_force(self.clock() if now is None else now)
 
     async def add_silence(self, silence: Silence) -> Silence:
         await state.save_silence(self.store, silence)

@@ -447,7 +447,7 @@ class DeliveryWorker:
         guard = max(30.0, 6 * self.receiver.settings.timeout.total_seconds())
         try:
             async with asyncio.timeout(guard):
-                return await self.receiver.send(row.notification())
+                return await self.receiver.deliver(row.notification())
         except TimeoutError:
             return Delivery(Outcome.RETRY, f"no outcome within {guard:g}s", timed_out=True)
         except asyncio.CancelledError:

@@ -88,12 +88,35 @@ class Window:
         self._length = cfg.duration.total_seconds()
 
     def active(self, now: float) -> bool:
+        return self.current(now) is not None
+
+    def current(self, now: float) -> tuple[float, float] | None:
+        """(start, end) of the window open at `now`, if one is."""
         since = datetime.fromtimestamp(now - self._length, self._zone)
         start = self._trigger.get_next_fire_time(None, since)
-        return start is not None and now - self._length < start.timestamp() <= now
+        if start is not None and now - self._length < start.timestamp() <= now:
+            return start.timestamp(), start.timestamp() + self._length
+        return None
 
     def matches(self, labels: dict[str, str]) -> bool:
         return _labels_match(labels, self.cfg.matchers, self.cfg.matchers_re)
+
+
+@dataclass(frozen=True)
+class Mute:
+    """A silence or maintenance window in force now, as a status page or digest shows it."""
+
+    kind: str  # "maintenance" (a window) or "silence"
+    name: str
+    comment: str
+    starts_at: float
+    ends_at: float
+    matchers: dict[str, str] = field(default_factory=dict)
+    matchers_re: dict[str, str] = field(default_factory=dict)
+    source: str = "config"
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return _labels_match(labels, self.matchers, self.matchers_re)
 
 
 @dataclass(frozen=True)
@@ -135,6 +158,17 @@ class Suppressor:
 
     def active_silences(self, now: float) -> list[Silence]:
         return [s for s in self.silences.values() if s.status(now) == "active"]
+
+    def in_force(self, now: float) -> list[Mute]:
+        """Maintenance windows open and silences active at `now`, earliest end first."""
+        out = [Mute("silence", s.comment or s.id, s.comment, s.starts_at, s.ends_at, dict(s.matchers),
+                    dict(s.matchers_re), s.source) for s in self.active_silences(now)]
+        for w in self.windows:
+            span = w.current(now)
+            if span is not None:
+                out.append(Mute("maintenance", w.name, w.cfg.comment, span[0], span[1], dict(w.cfg.matchers),
+                                dict(w.cfg.matchers_re)))
+        return sorted(out, key=lambda m: (m.ends_at, m.name))
 
     def check(self, dedup_key: str, labels: dict[str, str], depends_on: Iterable[str], statuses: dict[str, Status],
               sources: list[Source], now: float) -> tuple[str, str] | None:

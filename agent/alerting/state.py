@@ -11,14 +11,14 @@ documents (`to_dict`); this module turns them into its types and back.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.alerting.dispatch import Group
 from agent.alerting.lifecycle import AlertRecord
 from agent.alerting.outbox import OutboxRow
 from agent.alerting.silences import Silence
-from agent.core import Status
-from agent.store import AlertChanges, GroupDoc, RecordDoc, SilenceDoc, Store
+from agent.core import AlertState, Status
+from agent.store import AlertChanges, GroupDoc, IncidentDoc, RecordDoc, SilenceDoc, Store
 
 #: expired API silences are kept this long (for `silence list --all`), then pruned
 SILENCE_RETENTION = 7 * 86400.0
@@ -40,10 +40,20 @@ class Batch:
     deleted_groups: set[str] = field(default_factory=set)
     statuses: dict[str, tuple[Status, float]] = field(default_factory=dict)
     rows: list[OutboxRow] = field(default_factory=list)
+    incidents: dict[str, IncidentDoc] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.records or self.deleted_records or self.groups or self.deleted_groups
-                    or self.statuses or self.rows)
+                    or self.statuses or self.rows or self.incidents)
+
+    def note_incident(self, doc: IncidentDoc) -> None:
+        """Add an incident change, merged with one already in the batch the way the store merges them."""
+        known = self.incidents.get(doc.key)
+        if known is not None:
+            doc = replace(doc, failing_since=_first(known.failing_since, doc.failing_since),
+                          acknowledged_at=_first(known.acknowledged_at, doc.acknowledged_at),
+                          resolved_at=_first(doc.resolved_at, known.resolved_at))
+        self.incidents[doc.key] = doc
 
     def merge(self, other: Batch) -> None:
         """Fold a batch that failed to commit into the next one (newer values win)."""
@@ -56,6 +66,26 @@ class Batch:
         for key, status in other.statuses.items():
             self.statuses.setdefault(key, status)
         self.rows[:0] = other.rows
+        newer, self.incidents = self.incidents, dict(other.incidents)
+        for doc in newer.values():
+            self.note_incident(doc)
+
+
+def _first(a: float | None, b: float | None) -> float | None:
+    return a if a is not None else b
+
+
+def incident_change(old: AlertRecord | None, rec: AlertRecord, now: float) -> IncidentDoc | None:
+    """What an alert record's change means for its incident: opened or changed while firing, or resolved."""
+    firing = rec.state == AlertState.FIRING
+    resolved = rec.state == AlertState.RESOLVED and old is not None and old.state == AlertState.FIRING
+    if not (firing or resolved) or rec.starts_at is None:
+        return None
+    since = rec.failing_since if rec.failing_since is not None else (old.failing_since if old is not None else None)
+    return IncidentDoc(key=f"{rec.dedup_key}:{int(rec.starts_at * 1000)}", dedup_key=rec.dedup_key, check=rec.check,
+                       fired_at=rec.starts_at, failing_since=since, resolved_at=rec.ends_at if resolved else None,
+                       doc={"type": rec.type, "severity": rec.severity.value, "summary": rec.summary,
+                            "alert_key": rec.alert_key, "labels": dict(rec.labels)})
 
 
 def changes(batch: Batch) -> AlertChanges:
@@ -66,7 +96,8 @@ def changes(batch: Batch) -> AlertChanges:
         groups=[GroupDoc(g.key, g.receiver, g) for g in batch.groups.values()],
         deleted_groups=list(batch.deleted_groups),
         statuses=dict(batch.statuses),
-        outbox=list(batch.rows))
+        outbox=list(batch.rows),
+        incidents=list(batch.incidents.values()))
 
 
 async def write_batch(store: Store, batch: Batch) -> None:

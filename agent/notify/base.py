@@ -61,6 +61,7 @@ class Notification:
     created_at: float
     #: "firing" if any alert in it fires, else "moved" if one went to other receivers, else "resolved"
     kind: str = "firing"
+    #: `repeat`: a reminder of an unchanged group; `new`: dedup keys told about for the first time
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,6 +108,8 @@ class Receiver(abc.ABC):
 
     kind: ClassVar[str]
     Settings: ClassVar[type[ReceiverSettings]]
+    #: whether this kind renders the daily digest (`send_digest`); paging kinds do not
+    takes_digest: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: ReceiverSettings) -> None:
         self.name = name
@@ -116,6 +119,17 @@ class Receiver(abc.ABC):
         """False for a resolved-only notification when `send_resolved` is off. An alert that moved to
         other receivers is news, not a resolve: it is told either way."""
         return bool(notification.firing or notification.moved) or self.settings.send_resolved
+
+    async def deliver(self, notification: Notification) -> Delivery:
+        """What the outbox calls: a digest to `send_digest`, alerts to `send`."""
+        if notification.kind == "digest":
+            return await self.send_digest(notification)
+        return await self.send(notification)
+
+    async def send_digest(self, notification: Notification) -> Delivery:
+        """Render and deliver a daily digest (`agent.notify.digest`); kinds that take one override this."""
+        return Delivery(Outcome.FAILED, f"{self.kind} receiver {self.name} does not take digests "
+                                        "(use slack, email, webhook or log)")
 
     @abc.abstractmethod
     async def send(self, notification: Notification) -> Delivery:

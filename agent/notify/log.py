@@ -15,7 +15,7 @@ from typing import Any
 from agent.core import Alert, AlertState, Severity
 from agent.secrets import REDACTOR
 
-from . import render
+from . import digest, render
 from .base import ConfiguredReceiver, Delivery, Notification, Outcome, ReceiverSettings
 
 LOGGER_NAME = "sre_agent.alerts"
@@ -32,6 +32,7 @@ class LogReceiver(ConfiguredReceiver[LogSettings]):
 
     kind = "log"
     Settings = LogSettings
+    takes_digest = True
 
     def __init__(self, name: str, settings: ReceiverSettings, *, clock: render.Clock = render.system_clock,
                  logger: logging.Logger | None = None) -> None:
@@ -66,3 +67,10 @@ class LogReceiver(ConfiguredReceiver[LogSettings]):
                 line += f" runbook={alert.runbook_url}"
             self.logger.log(level, "%s", REDACTOR.redact(line), extra={"fields": self.fields(notification, alert, now)})
         return Delivery(Outcome.SENT, f"logged {len(alerts)} alert(s)")
+
+    async def send_digest(self, notification: Notification) -> Delivery:
+        d = digest.of(notification)
+        fields = {"event": "digest", "receiver": self.name, "idempotency_key": notification.idempotency_key,
+                  "day": d.day, "headline": d.headline(), "failing": len(d.failing), "incidents": len(d.incidents)}
+        self.logger.info("%s", REDACTOR.redact(d.text().rstrip()), extra={"fields": REDACTOR.redact_obj(fields)})
+        return Delivery(Outcome.SENT, f"logged the digest of {d.day}")

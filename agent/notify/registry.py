@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "alertmanager": "alertmanager:AlertmanagerReceiver",
     "webhook": "webhook:WebhookReceiver",
     "log": "log:LogReceiver",
+    "email": "email:EmailReceiver",
 }
 
 

@@ -8,12 +8,12 @@ injected clock so messages are testable without sleeping.
 
 from __future__ import annotations
 
-import math
 import string
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from agent import humanize
 from agent.core import Alert, AlertState, Handoff, Severity, Status
 
 from .base import Clock as Clock  # re-exported: receivers take the clock type from here
@@ -31,9 +31,6 @@ SEVERITY_EMOJI = {
 RESOLVED_EMOJI = "✅"
 MOVED_EMOJI = {"escalated": "⬆️", "de-escalated": "⬇️", "rerouted": "↪️"}
 
-# Unit tokens in observation names (Prometheus style: the unit is in the name).
-_UNITS = ("seconds", "bytes", "ratio", "percent", "days", "total", "count")
-
 
 def truncate(text: str, limit: int) -> str:
     """Cut `text` to at most `limit` characters, marking the cut with an ellipsis."""
@@ -46,19 +43,7 @@ def truncate(text: str, limit: int) -> str:
 
 def duration_text(seconds: float) -> str:
     """Two most significant units, as on-call people say it: 45s, 12m, 1h3m, 3d4h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-        elif parts:
-            break
-        if len(parts) == 2:
-            break
-    return "".join(parts)
+    return humanize.duration(seconds)
 
 
 def elapsed(alert: Alert, now: float) -> str:
@@ -106,50 +91,14 @@ def handoff_line(alert: Alert) -> str:
     return ""
 
 
-def _unit(name: str) -> str | None:
-    for token in reversed(name.split("_")):
-        if token in _UNITS:
-            return token
-    return None
-
-
 def observation_label(name: str) -> str:
     """`latency_seconds` -> `latency`, `disk_used_percent_max` -> `disk used max`."""
-    unit = _unit(name)
-    tokens = [t for t in name.split("_") if t and t != unit]
-    return " ".join(tokens) or name
+    return humanize.label(name)
 
 
 def format_value(name: str, value: float) -> str:
-    """Render an observation with the unit its name declares."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    unit = _unit(name)
-    if unit == "seconds":
-        a = abs(value)
-        sign = "-" if value < 0 else ""
-        if a < 1:
-            return f"{sign}{a * 1000:.0f}ms"
-        if a < 60:
-            return f"{sign}{a:.1f}s"
-        return sign + duration_text(a)
-    if unit == "bytes":
-        size = float(value)
-        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(size) < 1024 or suffix == "TiB":
-                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
-            size /= 1024
-    if unit == "ratio":
-        return f"{value * 100:.1f}%"
-    if unit == "percent":
-        return f"{value:.1f}%"
-    if unit == "days":
-        return f"{value:.1f} days"
-    if unit in ("total", "count") and float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4g}"
+    """Render an observation with the unit its name declares (a timestamp as a date)."""
+    return humanize.observation(name, value)
 
 
 def observation_pairs(observations: Mapping[str, float]) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from agent.core import Alert, AlertState
 from agent.secrets import Secret
 
-from . import render
+from . import digest, render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
 from .http import TRANSPORT_ERRORS, AiohttpReceiver, parse_retry_after, scrub
 
@@ -226,11 +226,30 @@ def build_message(notification: Notification, alerts: list[Alert], now: float) -
     return {"text": render.truncate("\n".join(lines), TEXT_MAX), "blocks": blocks}
 
 
+def digest_message(d: digest.Digest) -> dict[str, Any]:
+    """The digest as Block Kit: a header, the headline, one section per part of the checklist."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(f"📋 {d.title} {d.day}", HEADER_MAX)},
+        {"type": "context", "elements": [_mrkdwn(md(f"{d.headline()} · {d.timezone}", SECTION_MAX))]},
+    ]
+    for section in d.sections()[: BLOCKS_MAX - 3]:
+        icon = "✅" if section.tone == "ok" else "⚠️"
+        head = f"{icon} *{md(section.title, 200)}*\n"
+        body = "\n".join(f"• {md(line, 400)}" for line in section.lines)
+        blocks.append({"type": "section", "text": _mrkdwn(head + render.truncate(body, SECTION_MAX - len(head)))})
+    if d.agent_url:
+        linked = link(d.agent_url, "Open the agent")
+        if linked:
+            blocks.append({"type": "context", "elements": [_mrkdwn(linked)]})
+    return {"text": render.truncate(f"📋 {d.subject}", TEXT_MAX), "blocks": blocks}
+
+
 class SlackReceiver(AiohttpReceiver[SlackSettings]):
     """Posts to an incoming webhook, or with a bot token via chat.postMessage."""
 
     kind = "slack"
     Settings = SlackSettings
+    takes_digest = True
 
     def secret_values(self) -> list[str]:
         return [s.get_secret_value() for s in (self.config.webhook_url, self.config.token) if s is not None]
@@ -239,7 +258,12 @@ class SlackReceiver(AiohttpReceiver[SlackSettings]):
         alerts = render.visible_alerts(notification, self.config.send_resolved)
         if not alerts:
             return Delivery(Outcome.SENT, "nothing to send")
-        message = build_message(notification, alerts, self.clock())
+        return await self._deliver_message(build_message(notification, alerts, self.clock()))
+
+    async def send_digest(self, notification: Notification) -> Delivery:
+        return await self._deliver_message(digest_message(digest.of(notification)))
+
+    async def _deliver_message(self, message: dict[str, Any]) -> Delivery:
         what = f"slack {self.name}"
         try:
             if self.config.webhook_url is not None:

@@ -27,7 +27,7 @@ from yarl import URL
 
 from agent.core import Alert, AlertState
 
-from . import render
+from . import digest, render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
 from .http import TRANSPORT_ERRORS, AiohttpReceiver
 
@@ -77,11 +77,19 @@ def document(notification: Notification, alerts: list[Alert]) -> dict[str, Any]:
     }
 
 
+def digest_document(notification: Notification) -> dict[str, Any]:
+    """`{version, kind: "digest", receiver, idempotency_key, digest: {...}, text}`: the data and the words."""
+    d = digest.of(notification)
+    return {"version": VERSION, "kind": digest.KIND, "receiver": notification.receiver,
+            "idempotency_key": notification.idempotency_key, "digest": d.to_dict(), "text": d.text()}
+
+
 class WebhookReceiver(AiohttpReceiver[WebhookSettings]):
     """POSTs a versioned JSON document with an Idempotency-Key to any URL."""
 
     kind = "webhook"
     Settings = WebhookSettings
+    takes_digest = True
     _proxy: URL | None = None
     _proxy_auth: aiohttp.BasicAuth | None = None
 
@@ -101,9 +109,14 @@ class WebhookReceiver(AiohttpReceiver[WebhookSettings]):
         alerts = render.visible_alerts(notification, self.config.send_resolved)
         if not alerts:
             return Delivery(Outcome.SENT, "nothing to send")
+        return await self._post(notification, document(notification, alerts))
+
+    async def send_digest(self, notification: Notification) -> Delivery:
+        return await self._post(notification, digest_document(notification))
+
+    async def _post(self, notification: Notification, doc: dict[str, Any]) -> Delivery:
         what = f"webhook {self.name}"
-        body = json.dumps(document(notification, alerts), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode()
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": notification.idempotency_key}
         try:
             async with self.session().request(self.config.method, self.config.url, data=body, headers=headers,

@@ -34,7 +34,15 @@ from typing import TypeVar
 
 from agent.core import CheckResult
 from agent.secrets import redact
-from agent.store.types import AlertChanges, AlertSnapshot, HistoryPoint, OutboxEntry, SilenceDoc
+from agent.store.types import (
+    AlertChanges,
+    AlertSnapshot,
+    Bucket,
+    HistoryPoint,
+    Incident,
+    OutboxEntry,
+    SilenceDoc,
+)
 
 E = TypeVar("E", bound=OutboxEntry)
 
@@ -45,6 +53,9 @@ class StoreSchemaError(RuntimeError):
 
 class Store(ABC):
     """Create, `await open()`, use, `await close()`. Each coroutine runs as one transaction."""
+
+    #: resolved incidents are kept this long (for digests and reviews), then pruned
+    INCIDENT_RETENTION = 90 * 86400.0
 
     #: history older than the raw retention is kept as aggregates over buckets of this many seconds
     BUCKET = 60.0
@@ -152,6 +163,11 @@ class Store(ABC):
     def size_bytes(self) -> int:
         """What the store takes on disk (or in the database) now, cheaply: for `sre_agent_store_size_bytes`."""
 
+    @abstractmethod
+    async def buckets(self, check: str, since: float, until: float, count: int) -> list[Bucket]:
+        """[since, until) cut into `count` equal buckets, oldest first, each summarising its results
+        (empty buckets included): for uptime bars and response-time sparklines without reading every row."""
+
     # -- alert state ---------------------------------------------------------------------
     @abstractmethod
     async def load_alert_state(self) -> AlertSnapshot:
@@ -163,6 +179,11 @@ class Store(ABC):
 
         Upserts records, groups and statuses, deletes the deleted ones, inserts the outbox rows.
         If anything fails (say a duplicate idempotency key) nothing is written and it raises."""
+
+    @abstractmethod
+    async def incidents(self, since: float, until: float | None = None) -> list[Incident]:
+        """Incidents open at any moment of [since, until] (fired by `until`, not resolved before `since`),
+        by the time they fired. Resolved incidents are kept `INCIDENT_RETENTION` seconds."""
 
     @abstractmethod
     async def save_silence(self, silence: SilenceDoc) -> None:
@@ -180,6 +201,12 @@ class Store(ABC):
     @abstractmethod
     async def outbox_insert(self, rows: Sequence[OutboxEntry]) -> None:
         """Insert rows in one transaction, setting each one's `id` (alerting inserts via `write_alert_changes`)."""
+
+    @abstractmethod
+    async def outbox_insert_once(self, rows: Sequence[OutboxEntry], key: str, value: str) -> bool:
+        """Record `key = value` and insert the rows, in one transaction, unless `key` already holds
+        `value` (then nothing is written and it returns False): a daily digest is queued once per day,
+        across restarts, and the day is recorded no later than the rows that send it."""
 
     @abstractmethod
     async def outbox_after(self, receiver: str, after_id: int, limit: int) -> list[OutboxEntry]:

@@ -33,7 +33,10 @@ from agent.store.base import Store, StoreSchemaError
 from agent.store.types import (
     AlertChanges,
     AlertSnapshot,
+    Bucket,
     HistoryPoint,
+    Incident,
+    IncidentDoc,
     OutboxEntry,
     SilenceDoc,
     doc_dict,
@@ -95,8 +98,17 @@ CREATE TABLE IF NOT EXISTS results_rollup (
     PRIMARY KEY (check_name, bucket)) WITHOUT ROWID
 """
 
+#: v4: incidents (firing to resolved), for digests: when each started, fired, was acknowledged and resolved
+_V4 = """
+CREATE TABLE IF NOT EXISTS incidents (
+    key TEXT PRIMARY KEY, dedup_key TEXT NOT NULL, check_name TEXT NOT NULL, fired_at REAL NOT NULL,
+    failing_since REAL, acknowledged_at REAL, resolved_at REAL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS incidents_fired ON incidents (fired_at);
+CREATE INDEX IF NOT EXISTS incidents_resolved ON incidents (resolved_at)
+"""
+
 #: schema steps, oldest first; a database at version n has had the first n. Only ever append.
-MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2), _script(_V3))
+MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _OUTBOX_COLUMNS = "id, receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, last_error, payload"
@@ -152,6 +164,17 @@ def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry]) -> Non
             (row.receiver, row.group_key, row.idempotency_key, row.created_at, row.attempts, row.next_attempt_at,
              row.last_error, json.dumps(row.payload)))
         row.id = cur.lastrowid
+
+
+def _save_incident(conn: sqlite3.Connection, i: IncidentDoc) -> None:
+    conn.execute(
+        "INSERT INTO incidents(key, dedup_key, check_name, fired_at, failing_since, acknowledged_at, resolved_at, data) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+        "failing_since=COALESCE(incidents.failing_since, excluded.failing_since), "
+        "acknowledged_at=COALESCE(incidents.acknowledged_at, excluded.acknowledged_at), "
+        "resolved_at=COALESCE(excluded.resolved_at, incidents.resolved_at), data=excluded.data",
+        (i.key, i.dedup_key, i.check, i.fired_at, i.failing_since, i.acknowledged_at, i.resolved_at,
+         json.dumps(doc_dict(i.doc))))
 
 
 def _save_silence(conn: sqlite3.Connection, silence: SilenceDoc) -> None:
@@ -350,6 +373,7 @@ class SqliteStore(Store):
                                      (now - self.default_retention, *special))
             for check, keep in special.items():
                 deleted += _delete_rollup(conn, "check_name=? AND bucket < ?", (check, now - keep))
+            conn.execute("DELETE FROM incidents WHERE resolved_at < ?", (now - self.INCIDENT_RETENTION,))
             if self.max_size is not None:
                 deleted += self._trim(conn, self.max_size)
             return deleted
@@ -429,6 +453,36 @@ class SqliteStore(Store):
 
         return await self._call(first)
 
+    async def buckets(self, check: str, since: float, until: float, count: int) -> list[Bucket]:
+        if count < 1 or until <= since:
+            raise ValueError(f"buckets need count >= 1 and until > since, got count={count}, [{since}, {until})")
+        await self.flush()
+        width = (until - since) / count
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            # raw results and the aggregates of older ones (each counted in the slice of its start);
+            # worst status by rank: CRITICAL (2) above UNKNOWN (3) above WARNING above OK
+            return conn.execute(
+                "SELECT MIN(CAST((t - ?) / ? AS INTEGER), ?) AS b, SUM(n), SUM(g), SUM(d) / SUM(n), "
+                "MAX(CASE w WHEN 2 THEN 3 WHEN 3 THEN 2 ELSE w END) FROM ("
+                "SELECT ts AS t, 1 AS n, status IN (0, 1) AS g, duration AS d, status AS w FROM results "
+                "WHERE check_name=? AND ts>=? AND ts<? "
+                "UNION ALL SELECT bucket, total, good, duration_sum, worst FROM results_rollup "
+                "WHERE check_name=? AND bucket>=? AND bucket<?) GROUP BY b ORDER BY b",
+                (since, width, count - 1, check, since, until, check, since, until)).fetchall()
+
+        found = {int(b): (n, good, mean, worst) for b, n, good, mean, worst in await self._call(read)}
+        out = []
+        for i in range(count):
+            start, end = since + i * width, since + (i + 1) * width
+            if i in found:
+                n, good, mean, worst = found[i]
+                out.append(Bucket(start, end, int(n), int(good), float(mean),
+                                  Status({3: 2, 2: 3}.get(int(worst), int(worst)))))
+            else:
+                out.append(Bucket(start, end))
+        return out
+
     # -- alert state -----------------------------------------------------------
     async def load_alert_state(self) -> AlertSnapshot:
         def load(conn: sqlite3.Connection) -> AlertSnapshot:
@@ -458,6 +512,8 @@ class SqliteStore(Store):
                 conn.execute("INSERT INTO alert_check_status(check_name, status, ts) VALUES(?, ?, ?) "
                              "ON CONFLICT(check_name) DO UPDATE SET status=excluded.status, ts=excluded.ts",
                              (check, int(status), ts))
+            for incident in changes.incidents:
+                _save_incident(conn, incident)
             _insert_outbox(conn, changes.outbox)
 
         try:
@@ -466,6 +522,14 @@ class SqliteStore(Store):
             for row in changes.outbox:  # rolled back: no row got an id
                 row.id = None
             raise
+
+    async def incidents(self, since: float, until: float | None = None) -> list[Incident]:
+        until = time.time() if until is None else until
+        rows = await self._call(lambda c: c.execute(
+            "SELECT key, dedup_key, check_name, fired_at, failing_since, acknowledged_at, resolved_at, data "
+            "FROM incidents WHERE fired_at<=? AND (resolved_at IS NULL OR resolved_at>=?) ORDER BY fired_at, key",
+            (until, since)).fetchall())
+        return [Incident(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
 
     async def save_silence(self, silence: SilenceDoc) -> None:
         await self._call(_save_silence, silence)
@@ -497,6 +561,23 @@ class SqliteStore(Store):
         except Exception:
             for row in rows:  # rolled back: no row got an id
                 row.id = None
+            raise
+
+    async def outbox_insert_once(self, rows: Sequence[OutboxEntry], key: str, value: str) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row is not None and row[0] == value:
+                return False
+            conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                         (key, value))
+            _insert_outbox(conn, rows)
+            return True
+
+        try:
+            return await self._call(insert)
+        except Exception:
+            for r in rows:  # rolled back: no row got an id
+                r.id = None
             raise
 
     async def outbox_after(self, receiver: str, after_id: int, limit: int) -> list[OutboxEntry]:

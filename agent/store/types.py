@@ -42,6 +42,19 @@ class HistoryPoint:
     count: int = field(default=1, compare=False)
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """A slice of a check's history: how many results, how many good (OK or WARNING), the mean run
+    duration and the worst status (CRITICAL worst; None when the slice has no result)."""
+
+    start: float
+    end: float
+    total: int = 0
+    good: int = 0
+    mean_duration: float | None = None
+    worst: Status | None = None
+
+
 @dataclass
 class OutboxEntry:
     """One queued notification. `id` is assigned by the store on insert; ids only grow."""
@@ -85,6 +98,37 @@ class SilenceDoc:
     doc: Doc
 
 
+@dataclass(frozen=True)
+class IncidentDoc:
+    """One incident (an alert from firing to resolved), keyed by its alert and the moment it fired.
+
+    Written on each change; the store keeps the first `failing_since` and `acknowledged_at` it was
+    given and the latest `resolved_at` and document, so a writer need not read an incident back."""
+
+    key: str
+    dedup_key: str
+    check: str
+    fired_at: float
+    doc: Doc
+    failing_since: float | None = None
+    acknowledged_at: float | None = None
+    resolved_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident as read back: the columns, and the document as a mapping."""
+
+    key: str
+    dedup_key: str
+    check: str
+    fired_at: float
+    failing_since: float | None
+    acknowledged_at: float | None
+    resolved_at: float | None
+    doc: dict[str, Any]
+
+
 @dataclass
 class AlertChanges:
     """What one alerting cycle changed: written by `Store.write_alert_changes` in one transaction."""
@@ -97,6 +141,8 @@ class AlertChanges:
     statuses: dict[str, tuple[Status, float]] = field(default_factory=dict)
     #: new outbox rows; each gets its `id` set by the write
     outbox: list[OutboxEntry] = field(default_factory=list)
+    #: incidents opened, changed or resolved in the cycle
+    incidents: list[IncidentDoc] = field(default_factory=list)
 
 
 @dataclass

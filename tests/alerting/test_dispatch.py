@@ -134,3 +134,19 @@ def test_regrouping_for_the_same_receiver_carries_what_was_notified():
     d.update(alert("a"), T0 + 60)
     assert len(d.groups) == 1 and next(iter(d.groups.values())).labels == {"check": "a"}
     assert d.flush_due(T0 + 400) == []
+
+
+def test_a_flush_names_the_alerts_it_tells_about_for_the_first_time():
+    """Email threads an incident from its first mail: receivers need to know which mail that is."""
+    d = dispatcher()
+    d.update(alert("a"), T0)
+    [first] = d.flush_due(T0 + 30)
+    assert first.new == (dedup_key("a"),)
+    d.update(alert("a", severity=Severity.CRITICAL), T0 + 60)  # a change, not a new alert
+    d.update(alert("b"), T0 + 60)
+    flushes = d.flush_due(T0 + 330)
+    ops = next(f for f in flushes if f.group.receiver == "ops")
+    assert ops.new == (dedup_key("b"),)
+    d.update(alert("a", state=AlertState.RESOLVED), T0 + 400)
+    later = d.flush_due(T0 + 700)
+    assert all(f.new == () for f in later)

@@ -50,7 +50,7 @@ async def test_a_restart_does_not_repage_and_keeps_the_repeat_timer(tmp_path):
     await wait(engine, clock, 0)
     assert len(receivers["pager"].received) == 1
     await wait(engine, clock, 1)
-    assert len(receivers["pager"].received) == 2 and receivers["pager"].received[1].extra == {"repeat": True}
+    assert len(receivers["pager"].received) == 2 and receivers["pager"].received[1].extra == {"repeat": True, "new": []}
     await shutdown(store, engine)
 
 

@@ -20,6 +20,8 @@ def _settings(kind: str, secret: str) -> dict[str, Any]:
         "alertmanager": {"url": "http://127.0.0.1:9093", "basic_auth": {"username": "am", "password": secret}},
         "webhook": {"url": "http://127.0.0.1:9/hook", "headers": {"Authorization": f"Bearer {secret}"}},
         "log": {},
+        "email": {"to": ["sre@example.com"], "from": "alerts@example.com",
+                  "smtp": {"host": "127.0.0.1", "username": "agent", "password": secret}},
     }[kind]
 
 

@@ -11,7 +11,7 @@ from agent.notify.registry import build, receiver_class, receiver_kinds
 
 def test_every_kind_maps_to_its_receiver():
     kinds = receiver_kinds()
-    assert sorted(kinds) == ["alertmanager", "log", "pagerduty", "slack", "webhook"]
+    assert sorted(kinds) == ["alertmanager", "email", "log", "pagerduty", "slack", "webhook"]
     for kind, cls in kinds.items():
         assert issubclass(cls, Receiver) and cls.kind == kind
         assert issubclass(cls.Settings, ReceiverSettings)
@@ -19,8 +19,8 @@ def test_every_kind_maps_to_its_receiver():
 
 
 def test_unknown_kind_lists_the_known_ones():
-    with pytest.raises(KeyError, match="known: alertmanager, log, pagerduty, slack, webhook"):
-        receiver_class("email")
+    with pytest.raises(KeyError, match="known: alertmanager, email, log, pagerduty, slack, webhook"):
+        receiver_class("sms")
 
 
 @pytest.mark.parametrize(("kind", "settings"), [
@@ -29,6 +29,7 @@ def test_unknown_kind_lists_the_known_ones():
     ("alertmanager", {}),
     ("webhook", {"url": "https://hooks.example.com/a", "headers": {"X-Key": "v4lue"}}),
     ("log", {}),
+    ("email", {"to": ["sre@example.com"], "from": "alerts@example.com", "smtp": {"host": "127.0.0.1"}}),
 ])
 async def test_build_from_config_mapping(kind, settings):
     receiver = build(kind, f"my-{kind}", settings)

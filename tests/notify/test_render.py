@@ -27,6 +27,8 @@ def test_duration_text(seconds, text):
     ("error_ratio", 0.0123, "1.2%"), ("cpu_percent", 93.25, "93.2%"), ("cert_expiry_days", 12.51, "12.5 days"),
     ("restarts_total", 3.0, "3"), ("status_code", 503.0, "503"), ("burn_rate", 14.4, "14.4"),
     ("x_seconds", math.nan, "NaN"), ("x_seconds", math.inf, "+Inf"),
+    # a point in time is a date, not 54 years of duration
+    ("last_update_timestamp_seconds", NOW, "2023-11-14 22:13 UTC"), ("rows_total", 1234567.0, "1234567"),
 ])
 def test_format_value(name, value, text):
     assert render.format_value(name, value) == text
@@ -36,6 +38,7 @@ def test_observation_labels():
     assert render.observation_label("latency_seconds") == "latency"
     assert render.observation_label("disk_used_percent_max") == "disk used max"
     assert render.observation_label("cert_expiry_days") == "cert expiry"
+    assert render.observation_label("last_success_timestamp_seconds") == "last success"
 
 
 def test_elapsed_for_each_state():

@@ -15,6 +15,7 @@ from agent.store import (
     AlertChanges,
     GroupDoc,
     HistoryPoint,
+    IncidentDoc,
     OutboxEntry,
     RecordDoc,
     SilenceDoc,
@@ -111,6 +112,43 @@ async def test_first_result_at_is_how_far_back_the_history_goes(make_store: Stor
         # the interface's own default (for backends that do not override it) says the same
         assert await Store.first_result_at(store, "api") == bucket
         assert await Store.first_result_at(store, "nothing") is None
+    finally:
+        await store.close()
+
+
+async def test_buckets_summarise_each_slice_of_history(store: Store) -> None:
+    rows = [(0, Status.OK, 0.1), (5, Status.WARNING, 0.3), (12, Status.UNKNOWN, 1.0), (15, Status.CRITICAL, 2.0),
+            (19.999, Status.OK, 3.0), (30, Status.OK, 9.0), (40, Status.OK, 9.0)]
+    for offset, status, took in rows:
+        r = result("api", NOW + offset, status)
+        r.duration_seconds = took
+        store.add_result(r)
+    store.add_result(result("web", NOW + 1, Status.CRITICAL))
+    # not flushed: buckets flush first; [since, until) so the row at NOW + 40 is out
+    got = await store.buckets("api", NOW, NOW + 40, 4)
+    assert [(b.start, b.end) for b in got] == [(NOW + i * 10, NOW + (i + 1) * 10) for i in range(4)]
+    assert [(b.total, b.good, b.worst) for b in got] == [
+        (2, 2, Status.WARNING), (3, 1, Status.CRITICAL), (0, 0, None), (1, 1, Status.OK)]
+    assert got[0].mean_duration == pytest.approx(0.2) and got[1].mean_duration == pytest.approx(2.0)
+    assert got[2].mean_duration is None
+    assert [b.total for b in await store.buckets("nothing", NOW, NOW + 40, 2)] == [0, 0]
+    with pytest.raises(ValueError, match="count >= 1"):
+        await store.buckets("api", NOW, NOW + 40, 0)
+
+
+async def test_buckets_count_aggregated_history_too(make_store: StoreFactory) -> None:
+    store = make_store(default_retention=86400, raw_retention=600)
+    await store.open()
+    try:
+        for offset, status in ((7230, Status.CRITICAL), (7225, Status.OK), (30, Status.OK)):
+            r = result("api", NOW - offset, status)
+            r.duration_seconds = 1.0 if status == Status.OK else 3.0
+            store.add_result(r)
+        await store.prune(NOW)  # the two old results are now one aggregate
+        hours = await store.buckets("api", NOW - 3 * 3600, NOW, 3)
+        assert [(b.total, b.good, b.worst) for b in hours] == [(2, 1, Status.CRITICAL), (0, 0, None), (1, 1, Status.OK)]
+        assert hours[0].mean_duration == pytest.approx(2.0)
+        assert await store.success_counts("api", NOW - 3 * 3600, NOW) == (2, 3)
     finally:
         await store.close()
 
@@ -378,6 +416,63 @@ async def test_outbox_insert_failure_inserts_nothing(store: Store) -> None:
         await store.outbox_insert(rows)
     assert [r.idempotency_key for r in await store.outbox_rows()] == ["dup"]
     assert [r.id for r in rows] == [None, None]
+
+
+async def test_outbox_insert_once_queues_a_key_value_once(store: Store, make_store: StoreFactory) -> None:
+    first = [entry("slack", "digest-1"), entry("email", "digest-2")]
+    assert await store.outbox_insert_once(first, "digest:last_day", "2027-01-15") is True
+    assert all(r.id is not None for r in first)
+    again = [entry("slack", "digest-3")]
+    assert await store.outbox_insert_once(again, "digest:last_day", "2027-01-15") is False
+    assert again[0].id is None
+    store = await reopen(store, make_store)  # a restart the same day queues nothing either
+    try:
+        assert await store.outbox_insert_once([entry("slack", "digest-4")], "digest:last_day", "2027-01-15") is False
+        assert await store.get_meta("digest:last_day") == "2027-01-15"
+        assert await store.outbox_insert_once([entry("slack", "digest-5")], "digest:last_day", "2027-01-16") is True
+        assert [r.idempotency_key for r in await store.outbox_rows()] == ["digest-1", "digest-2", "digest-5"]
+        # a failed insert records no day: the next try queues it
+        dup = [entry("slack", "digest-1")]
+        with pytest.raises(Exception):  # noqa: B017 - the backend's integrity error
+            await store.outbox_insert_once(dup, "digest:last_day", "2027-01-17")
+        assert await store.get_meta("digest:last_day") == "2027-01-16" and dup[0].id is None
+    finally:
+        await store.close()
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+def incident(key: str, fired: float, **kw: Any) -> IncidentDoc:
+    return IncidentDoc(key=f"{key}:{int(fired)}", dedup_key=key, check=key.split("/")[0], fired_at=fired,
+                       doc={"severity": kw.pop("severity", "critical"), "summary": kw.pop("summary", "down")}, **kw)
+
+
+async def test_incidents_keep_their_first_start_and_ack_and_latest_resolve(store: Store) -> None:
+    await store.write_alert_changes(AlertChanges(incidents=[
+        incident("api/", NOW - 600, failing_since=NOW - 700),
+        incident("db/", NOW - 100000, failing_since=NOW - 100100, resolved_at=NOW - 90000),  # over before the window
+        incident("web/", NOW - 90000, failing_since=NOW - 90060, resolved_at=NOW - 3600)]))
+    # a later write knows only what changed: the ack, then the resolve with a new summary
+    await store.write_alert_changes(AlertChanges(incidents=[incident("api/", NOW - 600, acknowledged_at=NOW - 500)]))
+    await store.write_alert_changes(AlertChanges(incidents=[
+        incident("api/", NOW - 600, acknowledged_at=NOW - 10, resolved_at=NOW - 60, summary="recovered")]))
+    got = await store.incidents(NOW - 86400, NOW)
+    assert [i.check for i in got] == ["web", "api"]
+    api = got[1]
+    assert (api.failing_since, api.fired_at, api.acknowledged_at, api.resolved_at) == (
+        NOW - 700, NOW - 600, NOW - 500, NOW - 60)
+    assert api.doc == {"severity": "critical", "summary": "recovered"}
+    open_now = await store.incidents(NOW - 30, NOW)
+    assert open_now == []  # both resolved before NOW - 30
+    assert [i.check for i in await store.incidents(0, NOW)] == ["db", "web", "api"]
+
+
+async def test_resolved_incidents_are_pruned_after_their_retention(store: Store) -> None:
+    old = NOW - Store.INCIDENT_RETENTION - 10
+    await store.write_alert_changes(AlertChanges(incidents=[
+        incident("gone/", old - 100, resolved_at=old), incident("open/", old - 100)]))
+    await store.prune(NOW)
+    assert [i.check for i in await store.incidents(0, NOW)] == ["open"]
 
 
 # -- durability --------------------------------------------------------------------------------
