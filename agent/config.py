@@ -375,6 +375,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     except ValidationError as exc:
         error_locs = []
         for e in exc.errors(include_url=False):
+            if e["type"] == "default_factory_not_called":
+                continue  # a default computed from other fields, one of which has its own error
             loc = _clean_loc(data, e["loc"], missing=e["type"] == "missing")
             if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = (*loc, "type")
@@ -540,7 +542,8 @@ def _partial_view(model: type[ConfigBase], data: dict[str, Any], error_locs: lis
             config = model.model_validate(pruned)
             break
         except ValidationError as exc:
-            locs = [_clean_loc(pruned, e["loc"], missing=e["type"] == "missing") for e in exc.errors(include_url=False)]
+            locs = [_clean_loc(pruned, e["loc"], missing=e["type"] == "missing") for e in exc.errors(include_url=False)
+                    if e["type"] != "default_factory_not_called"]
     if config is None:
         return None
     positions = {key: where for key, where in kept.items() if len(where) != len(data[key])}

@@ -123,6 +123,7 @@ EXTRAS_CONFIG = """\
         type: freshness
         source: {{kind: file, path: /tmp}}
         error_after: 1h
+      - {{name: cluster, type: kubernetes, namespace: payments}}
     """
 
 
@@ -142,11 +143,13 @@ def test_a_check_whose_extra_is_missing_is_an_error(tmp_path: Path, monkeypatch:
     cfg = write(tmp_path / "c.yaml", EXTRAS_CONFIG.format(state=tmp_path / "state"))
     assert load_config(cfg, env={}).check("bucket-backup")  # everything installed: valid
     real = importlib.util.find_spec
-    missing = {"boto3", "psycopg"}
+    missing = {"boto3", "psycopg", "kubernetes"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None if name in missing else real(name, package))
     assert issues(cfg) == [
         "c.yaml:4: checks[0].type: needs the Python package 'boto3', not installed: pip install 'sre-agent[s3]'",
         "c.yaml:8: checks[1].type: needs the Python package 'psycopg', not installed: pip install 'sre-agent[sql]'",
+        "c.yaml:15: checks[3].type: needs the Python package 'kubernetes', not installed: "
+        "pip install 'sre-agent[kubernetes]'",
     ]
     missing.add("sqlalchemy")
     assert issues(cfg)[1] == ("c.yaml:8: checks[1].type: needs the Python packages 'sqlalchemy', 'psycopg', "
