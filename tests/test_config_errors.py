@@ -9,6 +9,7 @@ OverflowError, RecursionError, UnicodeDecodeError, unbounded reads) raise
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -175,7 +176,9 @@ def test_check_accepts_an_slo_name(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "agent.cli", "check", "-c", str(cfg), "api-availability"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "unknown check" not in proc.stderr, proc.stderr
-    assert "slo-api-availability (slo)" in proc.stdout, proc.stdout + proc.stderr
+    ran = json.loads(subprocess.run([sys.executable, "-m", "agent.cli", "check", "-c", str(cfg), "api-availability",
+                                     "-o", "json"], capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout)
+    assert "'check': 'slo-api-availability'" in str(ran) and "'type': 'slo'" in str(ran), ran
     proc = subprocess.run([sys.executable, "-m", "agent.cli", "check", "-c", str(cfg), "api-availabilty"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 3 and "unknown check: api-availabilty" in proc.stderr
