@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class CheckConfig(Model):
         default_factory=SeverityMap,
         description="alert severity, or {warning: .., critical: ..}; default: WARNING results warning, "
                     "CRITICAL results critical")
-    runbook: str | None = Field(None, description="runbook path (relative to alerting.runbook_base_url) or URL")
+    runbook: str | None = Field(None, description="runbook file (must exist; links join it to alerting.runbook_base_url) or URL")
     alert: AlertPolicy = Field(default_factory=AlertPolicy)
     depends_on: list[str] = Field(default_factory=list, description="checks whose failure suppresses this one's alerts")
     enabled: bool = True
@@ -88,7 +89,7 @@ class CheckConfig(Model):
             for key, value in v.items():
                 if key not in ("warning", "critical"):
                     raise ValueError(f"invalid key {key!r} in the severity map; allowed: warning, critical")
-                if value not in {s.value for s in Severity}:
+                if not isinstance(value, str | Severity) or value not in {s.value for s in Severity}:
                     raise ValueError(f"invalid severity {value!r} for {key} results; allowed: {allowed}")
         elif not isinstance(v, str | Severity | SeverityMap):
             raise ValueError(f"severity must be one of {allowed}, or a map {{warning: .., critical: ..}}")
@@ -173,10 +174,19 @@ class Check(abc.ABC):
     runbooks: ClassVar[dict[str, str]] = {}
     #: status when the runner's timeout fires (network probes say CRITICAL)
     timeout_status: ClassVar[Status] = Status.UNKNOWN
+    #: Python packages beyond the core install that every check of this type imports (top-level
+    #: module -> the `sre-agent[extra]` installing it); the config loader refuses a check whose
+    #: package is missing. Override `requirements()` when the need depends on the config.
+    requires: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: CheckConfig, context: CheckContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def requirements(cls, config: CheckConfig) -> dict[str, str]:
+        """The optional packages one configured check needs (module -> extra); `requires` by default."""
+        return dict(cls.requires)
 
     @property
     def name(self) -> str:
@@ -209,3 +219,15 @@ class Check(abc.ABC):
         return CheckResult(status=status, summary=summary, observations=observations or {},
                            samples=samples or [], details=details)
 
+
+def missing_packages(needs: dict[str, str]) -> dict[str, str]:
+    """The entries of `needs` (module -> extra) whose module cannot be imported; nothing is imported."""
+    out: dict[str, str] = {}
+    for module, extra in needs.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a missing parent package, a broken sys.modules entry
+            found = False
+        if not found:
+            out[module] = extra
+    return out

@@ -1,10 +1,15 @@
 """Load and validate the YAML config: every error at once, by field path and line.
 
-Pipeline: YAML (with line marks) -> `include:` merge -> `${ENV}` expansion ->
-pydantic models (the single source of truth for the schema and the docs) ->
-cross-field checks (unique names, known dependencies). Either a whole valid
-`Config` comes out or a `ConfigError` listing every problem; nothing is half
-applied.
+Pipeline: YAML (bounded and strict, with line marks: `agent.yamlfile`) ->
+`include:` merge -> `${ENV}` expansion -> pydantic models (the single source
+of truth for the schema and the docs) -> cross-field checks (unique names,
+known dependencies, each section's own) -> what the machine must provide
+(runbook files, optional packages). Either a whole valid `Config` comes out
+or a `ConfigError` listing every problem, sorted by file and line; nothing is
+half applied, and no other exception escapes, whatever the input. When the
+models reject some part, the cross-field checks still run on the valid rest
+(`_partial_view`), so a duplicate name or an unknown reference is reported in
+the same run as a bad port.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ByteSize,
@@ -33,8 +37,8 @@ from pydantic import (
     field_validator,
 )
 
-from agent import registry
-from agent.check import CheckConfig, Model
+from agent import registry, runbook_files, yamlfile
+from agent.check import NAME_PATTERN, CheckConfig, Model, missing_packages
 from agent.durations import Duration
 from agent.secrets import Secret, expand_env, redact
 
@@ -107,15 +111,22 @@ class AgentSettings(Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen must be host:port with a port 0-65535, got {v!r}")
-        return v
+        return check_listen(v)
 
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def check_listen(v: Any) -> str:
+    """`agent.listen` is host:port (the host may be empty or a [v6] address)."""
+    if not isinstance(v, str):
+        raise ValueError(f"listen must be host:port, got {type(v).__name__}")
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5 or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be host:port with a port 0-65535, got {v[:80]!r}")
+    return v
 
 
 class Defaults(Model):
@@ -139,18 +150,43 @@ class ConfigBase(Model):
 
     def all_checks(self) -> list[CheckConfig]:
         """Checks as written plus those derived by registered sections (`slos:`, `data_products:`)."""
-        out: list[CheckConfig] = list(getattr(self, "checks", []))
-        for section in _ordered_sections():
-            if section.to_checks is not None:
-                for entry in getattr(self, section.key, []):
-                    out.extend(section.to_checks(entry, self))
-        return [_with_defaults(c, self.defaults) for c in out]
+        return [c for _, c in self.located_checks()]
+
+    def located_checks(self) -> list[tuple[tuple[Any, ...], CheckConfig]]:
+        """Each check with where it comes from: `("checks", i)`, or the item deriving it (`("slos", i)`)."""
+        written = [(("checks", i), _with_defaults(c, self.defaults)) for i, c in enumerate(getattr(self, "checks", []))]
+        return [*written, *_derived_checks(self)]
 
     def check(self, name: str) -> CheckConfig:
-        for c in self.all_checks():
+        """The check named `name`, else the one check derived from a section item of that name
+        (`sre-agent check api-availability` runs the SLO's check `slo-api-availability`)."""
+        located = self.located_checks()
+        for _, c in located:
             if c.name == name:
                 return c
+        for section in _ordered_sections():
+            if section.to_checks is None:
+                continue
+            for i, entry in enumerate(getattr(self, section.key, [])):
+                if _item_name(entry) == name:
+                    derived = [c for loc, c in located if loc == (section.key, i)]
+                    if len(derived) == 1:
+                        return derived[0]
         raise KeyError(name)
+
+
+def _item_name(entry: Any) -> str | None:
+    name = getattr(entry, "name", None) or getattr(getattr(entry, "metadata", None), "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _derived_checks(config: Any) -> list[tuple[tuple[Any, ...], CheckConfig]]:
+    out: list[tuple[tuple[Any, ...], CheckConfig]] = []
+    for section in _ordered_sections():
+        if section.to_checks is not None:
+            for i, entry in enumerate(getattr(config, section.key, [])):
+                out.extend(((section.key, i), _with_defaults(c, config.defaults)) for c in section.to_checks(entry, config))
+    return out
 
 
 def _with_defaults(c: CheckConfig, d: Defaults) -> CheckConfig:
@@ -206,62 +242,23 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(i) for i in issues))
 
 
-# --- YAML with line numbers ------------------------------------------------
+# --- reading files -----------------------------------------------------------
 
-#: libyaml's loader when PyYAML was built with it: ~10x faster on large configs
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Marks:
-    """Path (tuple of keys/indices) -> 1-based line, built from the YAML node tree."""
-
-    def __init__(self) -> None:
-        self.lines: dict[tuple[Any, ...], int] = {}
-
-    def walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
-        self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                k = key.value
-                self.lines[(*path, k)] = key.start_mark.line + 1
-                self.walk(value, (*path, k))
-                self.lines[(*path, k)] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self.walk(item, (*path, i))
-
-    def line_for(self, path: tuple[Any, ...]) -> int | None:
-        p = tuple(path)
-        while p:
-            if p in self.lines:
-                return self.lines[p]
-            p = p[:-1]
-        return self.lines.get(())
+_Marks = yamlfile.Marks
 
 
-def _load_yaml(path: Path) -> list[tuple[Any, _Marks]]:
+def _load_yaml(path: Path, issues: list[ConfigIssue]) -> list[tuple[Any, _Marks]]:
+    """The file's documents; problems that do not stop reading it (duplicate keys) go to `issues`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue("", f"cannot read config: {exc.strerror}", str(path))]) from None
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_LOADER))
-        docs = list(yaml.load_all(text, Loader=_LOADER))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and context_mark is not None:
-            problem += f" ({context} at line {context_mark.line + 1})"
-        raise ConfigError([ConfigIssue("", f"invalid YAML: {problem}", str(path), line)]) from None
-    out = []
-    for node, doc in zip(nodes, docs, strict=True):
-        marks = _Marks()
-        if node is not None:
-            marks.walk(node, ())
-        out.append((doc, marks))
-    return out
+        docs, problems = yamlfile.load(path)
+    except yamlfile.YamlFileError as exc:
+        raise ConfigError([_issue(exc.problem)]) from None
+    issues.extend(_issue(p) for p in problems)
+    return [(d.data, d.marks) for d in docs]
+
+
+def _issue(problem: yamlfile.YamlProblem) -> ConfigIssue:
+    return ConfigIssue(format_path(problem.path), problem.message, problem.file, problem.line)
 
 
 # --- loading -----------------------------------------------------------------
@@ -282,6 +279,7 @@ class _Origins:
     def __init__(self, main: Path, marks: _Marks) -> None:
         self.main, self.main_marks = main, marks
         self.items: dict[tuple[str, int], tuple[Path, _Marks, tuple[Any, ...]]] = {}
+        self.files: list[str] = [str(main)]  # in load order, for sorting issues
 
     def locate(self, path: tuple[Any, ...]) -> tuple[str, int | None]:
         if len(path) >= 2 and (path[0], path[1]) in self.items:
@@ -296,59 +294,74 @@ def _merge_includes(data: dict[str, Any], base: Path, origins: _Origins, issues:
         return  # the model reports the wrong type
     list_sections, kind_sections = _list_sections(), _kind_sections()
     for section in list_sections:
-        for i in range(len(data.get(section) or [])):
+        items = data.get(section)
+        for i in range(len(items) if isinstance(items, list) else 0):
             origins.items[(section, i)] = (origins.main, origins.main_marks, (section, i))
     for n, pattern in enumerate(patterns):
         if not isinstance(pattern, str):
             continue
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
-        matches = sorted(glob.glob(full, recursive=True))
+        try:
+            matches = sorted(glob.glob(full, recursive=True))
+        except (OSError, ValueError) as exc:
+            issues.append(ConfigIssue(f"include[{n}]", f"invalid include pattern: {exc}", str(origins.main),
+                                      origins.main_marks.line_for(("include", n))))
+            continue
         if not matches and not glob.has_magic(pattern):
             issues.append(ConfigIssue(f"include[{n}]", f"file {pattern!r} does not exist", str(origins.main), origins.main_marks.line_for(("include", n))))
         for match in matches:
+            if match not in origins.files:
+                origins.files.append(match)
             try:
-                docs = _load_yaml(Path(match))
+                docs = _load_yaml(Path(match), issues)
             except ConfigError as exc:
                 issues.extend(exc.issues)
                 continue
             for doc, marks in docs:
                 if doc is None:
                     continue
-                if isinstance(doc, dict) and doc.get("kind") in kind_sections:
-                    section = kind_sections[doc["kind"]]
-                    data.setdefault(section, [])
-                    origins.items[(section, len(data[section]))] = (Path(match), marks, ())
-                    data[section].append(doc)
+                kind = doc.get("kind") if isinstance(doc, dict) else None
+                if isinstance(kind, str) and kind in kind_sections:
+                    section = kind_sections[kind]
+                    if _mergeable(data, section):
+                        data.setdefault(section, [])
+                        origins.items[(section, len(data[section]))] = (Path(match), marks, ())
+                        data[section].append(doc)
                     continue
                 if not isinstance(doc, dict) or set(doc) - set(list_sections):
-                    extra = sorted(set(doc) - set(list_sections)) if isinstance(doc, dict) else [type(doc).__name__]
+                    extra = sorted(map(str, set(doc) - set(list_sections))) if isinstance(doc, dict) else [type(doc).__name__]
                     issues.append(ConfigIssue("", f"an included file may only hold {', '.join(list_sections)} "
-                                              f"(or a DataProduct / SLO document); found {', '.join(map(str, extra))}", match, 1))
+                                              f"(or a DataProduct / SLO document); found {', '.join(extra)}", match, 1))
                     continue
                 for section in list_sections:
                     items = doc.get(section) or []
                     if not isinstance(items, list):
                         issues.append(ConfigIssue(section, "must be a list", match, marks.line_for((section,))))
                         continue
-                    data.setdefault(section, [])
-                    if data[section] is None:
+                    if not items or not _mergeable(data, section):
+                        continue
+                    if data.get(section) is None:
                         data[section] = []
                     for j, item in enumerate(items):
                         origins.items[(section, len(data[section]))] = (Path(match), marks, (section, j))
                         data[section].append(item)
 
 
+def _mergeable(data: dict[str, Any], section: str) -> bool:
+    """Included items join the main file's list; when that is not a list, the model reports it."""
+    return data.get(section) is None or isinstance(data[section], list)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigBase:
-    """Load, expand and validate; raise `ConfigError` with every issue found."""
+    """Load, expand and validate; raise `ConfigError` with every issue found, sorted by file and line."""
     cfg_path = Path(path) if path is not None else embedded_default()
-    docs = _load_yaml(cfg_path)
-    docs = [(d, m) for d, m in docs if d is not None]
+    issues: list[ConfigIssue] = []
+    docs = [(d, m) for d, m in _load_yaml(cfg_path, issues) if d is not None]
     if len(docs) > 1:
         raise ConfigError([ConfigIssue("", "the main config must be a single YAML document", str(cfg_path))])
     data, marks = docs[0] if docs else ({}, _Marks())
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue("", f"the config must be a mapping, got {type(data).__name__}", str(cfg_path), 1)])
-    issues: list[ConfigIssue] = []
     origins = _Origins(cfg_path, marks)
     _merge_includes(data, cfg_path.parent, origins, issues)
     data, env_errors = expand_env(data, env)
@@ -356,30 +369,59 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         file, line = origins.locate(err.path)
         issues.append(ConfigIssue(format_path(err.path), err.message, file, line))
     model = config_model()
-    config = None
+    view: _ConfigView | None = None
     try:
-        config = model.model_validate(data)
+        view = _ConfigView(model.model_validate(data))
     except ValidationError as exc:
+        error_locs = []
         for e in exc.errors(include_url=False):
+            if e["type"] == "default_factory_not_called":
+                continue  # a default computed from other fields, one of which has its own error
             loc = _clean_loc(data, e["loc"], missing=e["type"] == "missing")
             if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = (*loc, "type")
+            error_locs.append(loc)
             file, line = origins.locate(loc)
             issues.append(ConfigIssue(format_path(loc), _message(model, data, loc, dict(e)), file, line))
-    if config is not None and not issues:
-        for loc, message in semantic_issues(config):
-            file, line = origins.locate(loc)
-            issues.append(ConfigIssue(format_path(loc), message, file, line))
-    elif config is None:
-        # Other errors stop the semantic pass; duplicate names are still reported with them.
-        for loc, message in _duplicate_names(data):
+        # Cross-references are checked on the valid part too: every error in one run.
+        view = _partial_view(model, data, error_locs)
+    if view is not None:
+        for loc, message in [*semantic_issues(view), *environment_issues(view, cfg_path)]:
             file, line = origins.locate(loc)
             issues.append(ConfigIssue(format_path(loc), message, file, line))
     if issues:
         # Error text quotes values, and a value may have come from ${ENV} or a *_file secret.
-        raise ConfigError([replace(i, message=redact(i.message)) for i in _dedupe(issues)])
-    assert config is not None
-    return config
+        rank = {f: n for n, f in enumerate(origins.files)}
+        ordered = sorted(_dedupe(issues), key=lambda i: (i.file is not None, rank.get(i.file or "", len(rank)),
+                                                          i.file or "", i.line or 0))
+        raise ConfigError([replace(i, message=redact(i.message)) for i in ordered])
+    assert view is not None
+    return view.config
+
+
+def agent_listen(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> str:
+    """`agent.listen` alone, for commands that only talk to a running agent (`alerts`, `silence`).
+
+    Nothing else is validated or expanded: such a command must not need the receivers' secrets
+    in its environment, nor fail on a check it never runs.
+    """
+    cfg_path = Path(path) if path is not None else embedded_default()
+    issues: list[ConfigIssue] = []
+    docs = [(d, m) for d, m in _load_yaml(cfg_path, issues) if d is not None]
+    data, marks = docs[0] if len(docs) == 1 else ({}, _Marks())
+    agent = data.get("agent") if isinstance(data, dict) else None
+    value = agent.get("listen") if isinstance(agent, dict) else None
+    if value is None:
+        return str(AgentSettings.model_fields["listen"].default)
+    loc = ("agent", "listen")
+    value, env_errors = expand_env(value, env, loc)
+    problems = [err.message for err in env_errors]
+    if not problems:
+        try:
+            return check_listen(value)
+        except ValueError as exc:
+            problems.append(str(exc))
+    raise ConfigError([ConfigIssue(format_path(loc), redact(m), str(cfg_path), marks.line_for(loc)) for m in problems])
 
 
 def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -391,45 +433,217 @@ def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return out
 
 
-def _duplicate_names(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
-    """Duplicate `name`s among the written checks, read from the raw data (the model did not validate)."""
-    out: list[tuple[tuple[Any, ...], str]] = []
-    checks = data.get("checks")
-    names: dict[str, int] = {}
-    for i, item in enumerate(checks if isinstance(checks, list) else []):
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str):
+# --- checks across fields ------------------------------------------------------------
+
+Location = tuple[Any, ...]
+
+
+class _ConfigView:
+    """A config as the cross-field checks see it, with `located_checks()` computed once.
+
+    For a config that did not validate it is the valid part (`_partial_view`): invalid items of
+    list sections are left out and `positions` maps the remaining ones back to where they are
+    written, so every path (and every `slos[3]` quoted in a message) names the file's item. The
+    written checks keep their positions, an invalid one standing in by its raw `name`, `type` and
+    `depends_on` (so a reference to it is not "unknown"), and the names an invalid SLO or data
+    product would derive are known too. A single section (`alerting:`) whose own data had errors
+    is `incomplete`: its cross-field hook waits until it is valid.
+    """
+
+    def __init__(self, config: ConfigBase, checks: list[CheckConfig] | None = None,
+                 derived_stand_ins: list[tuple[Location, CheckConfig]] | None = None,
+                 stand_ins: set[int] | None = None, incomplete: frozenset[str] = frozenset(),
+                 positions: dict[str, list[int]] | None = None) -> None:
+        self.config = config
+        self.checks = list(getattr(config, "checks", [])) if checks is None else checks
+        self.derived_stand_ins = derived_stand_ins or []
+        #: ids of the checks that were not validated (no runbook / extras checks on them)
+        self.stand_ins = stand_ins or set()
+        #: ids of the stand-ins for derived checks: names to resolve references, never duplicates
+        self.names_only = {id(c) for _, c in self.derived_stand_ins}
+        self.incomplete = incomplete
+        #: list section -> written index of each item the config holds (only where items were left out)
+        self.positions = positions or {}
+        self._located: list[tuple[Location, CheckConfig]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.config, name)
+
+    def written(self, loc: Location) -> Location:
+        """`loc` in the config -> the same item's path in the file."""
+        where = self.positions.get(loc[0]) if loc else None
+        if where is not None and len(loc) >= 2 and isinstance(loc[1], int) and 0 <= loc[1] < len(where):
+            return (loc[0], where[loc[1]], *loc[2:])
+        return loc
+
+    def written_text(self, message: str) -> str:
+        """`slos[2]` quoted in a hook's message -> the written position of that item."""
+        for key in self.positions:
+            message = re.sub(rf"\b{re.escape(key)}\[(\d+)\]",
+                             lambda m: format_path(self.written((m[0].split("[")[0], int(m[1])))), message)
+        return message
+
+    def located_checks(self) -> list[tuple[Location, CheckConfig]]:
+        if self._located is None:
+            defaults = self.config.defaults
+            written = [(("checks", i), _with_defaults(c, defaults)) for i, c in enumerate(self.checks)
+                       if isinstance(c.name, str)]
+            derived = [(self.written(loc), c) for loc, c in _derived_checks(self.config)]
+            self._located = [*written, *derived, *self.derived_stand_ins]
+        return list(self._located)
+
+    def all_checks(self) -> list[CheckConfig]:
+        return [c for _, c in self.located_checks()]
+
+
+def _stand_in(raw: Any) -> CheckConfig:
+    """An invalid written check, as far as references go: its raw name, type and depends_on."""
+    item = raw if isinstance(raw, dict) else {}
+    name, kind, deps = item.get("name"), item.get("type"), item.get("depends_on")
+    fields: dict[str, Any] = {
+        "name": name if isinstance(name, str) and re.match(NAME_PATTERN, name) else None,
+        "type": kind if isinstance(kind, str) else "",
+        "depends_on": deps if isinstance(deps, list) and all(isinstance(d, str) for d in deps) else []}
+    return CheckConfig.model_construct(**fields)
+
+
+#: validation rounds while pruning an invalid config down to its valid part
+_PRUNE_ROUNDS = 4
+
+
+def _partial_view(model: type[ConfigBase], data: dict[str, Any], error_locs: list[Location]) -> _ConfigView | None:
+    """The valid part of `data`: invalid list items left out (their positions remembered), a single
+    section's invalid field left to its default. None if no valid part is found."""
+    list_keys = set(_list_sections())
+    pruned = dict(data)
+    kept = {key: list(range(len(data[key]))) for key in list_keys if isinstance(data.get(key), list)}
+    incomplete: set[str] = set()
+    config: ConfigBase | None = None
+    locs = error_locs
+    for _ in range(_PRUNE_ROUNDS):
+        for loc in locs:
+            if not loc:
+                return None
+            key = loc[0]
+            if key in kept and len(loc) >= 2 and isinstance(loc[1], int):
+                if 0 <= loc[1] < len(kept[key]):
+                    kept[key][loc[1]] = -1  # marked; removed below, so later rounds' indices stay right
+                continue
+            incomplete.add(str(key))
+            if key not in list_keys and len(loc) >= 2 and isinstance(pruned.get(key), dict) and loc[1] in pruned[key]:
+                pruned[key] = {k: v for k, v in pruned[key].items() if k != loc[1]}
+            else:
+                pruned.pop(key, None)
+                kept.pop(key, None)
+        for key, indices in kept.items():
+            kept[key] = [i for i in indices if i >= 0]
+            pruned[key] = [data[key][i] for i in kept[key]]
+        try:
+            config = model.model_validate(pruned)
+            break
+        except ValidationError as exc:
+            locs = [_clean_loc(pruned, e["loc"], missing=e["type"] == "missing") for e in exc.errors(include_url=False)
+                    if e["type"] != "default_factory_not_called"]
+    if config is None:
+        return None
+    positions = {key: where for key, where in kept.items() if len(where) != len(data[key])}
+    stand_ins: set[int] = set()
+    written: list[CheckConfig] = list(getattr(config, "checks", []))
+    raw_checks = data.get("checks")
+    if "checks" in positions and isinstance(raw_checks, list):
+        valid = iter(written)
+        kept_set = set(kept["checks"])
+        written = []
+        for i, raw in enumerate(raw_checks):
+            if i in kept_set:
+                written.append(next(valid))
+            else:
+                stand = _stand_in(raw)
+                stand_ins.add(id(stand))
+                written.append(stand)
+        del positions["checks"]  # the stand-ins keep every written check at its index
+    derived: list[tuple[Location, CheckConfig]] = []
+    for section in _ordered_sections():
+        raw_items = data.get(section.key)
+        if section.check_names is None or section.key not in positions or not isinstance(raw_items, list):
             continue
-        if name in names:
-            out.append((("checks", i, "name"), f"duplicate check name {name!r} (also used by checks[{names[name]}])"))
+        kept_set = set(kept[section.key])
+        for i, raw in enumerate(raw_items):
+            if i in kept_set:
+                continue
+            for name, kind in section.check_names(raw).items():
+                fields: dict[str, Any] = {"name": name, "type": kind, "depends_on": []}
+                stand = CheckConfig.model_construct(**fields)
+                stand_ins.add(id(stand))
+                derived.append(((section.key, i), stand))
+    return _ConfigView(config, written, derived, stand_ins, frozenset(incomplete), positions)
+
+
+def semantic_issues(config: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Checks across fields: unique names, known dependencies, then each section's own hook."""
+    view = config if isinstance(config, _ConfigView) else _ConfigView(config)
+    out: list[tuple[tuple[Any, ...], str]] = []
+    located = view.located_checks()
+    # Items of one section sharing a name are that section's own error (`duplicate SLO name`).
+    own_duplicates = {s.key for s in _ordered_sections() if s.semantic_issues is not None}
+    first: dict[str, Location] = {}
+    for loc, c in located:
+        if id(c) in view.names_only:
+            continue
+        if c.name in first:
+            held = first[c.name]
+            if held[0] == loc[0] and loc[0] in own_duplicates:
+                continue
+            how = "used by" if held[0] == "checks" else "derived from"
+            out.append(((*loc, "name") if loc[0] == "checks" else loc,
+                        f"duplicate check name {c.name!r} (also {how} {format_path(held)})"))
         else:
-            names[name] = i
+            first[c.name] = loc
+    known = {c.name for _, c in located}
+    for loc, c in located:
+        if loc[0] != "checks":
+            continue
+        for j, dep in enumerate(c.depends_on):
+            if dep not in known:
+                hint = difflib.get_close_matches(dep, sorted(known), n=1)
+                out.append(((*loc, "depends_on", j), f"unknown check {dep!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
+            elif dep == c.name:
+                out.append(((*loc, "depends_on", j), "a check cannot depend on itself"))
+    for section in _ordered_sections():
+        if section.semantic_issues is not None and section.key not in view.incomplete:
+            out.extend((view.written(loc), view.written_text(message)) for loc, message in section.semantic_issues(view))
     return out
 
 
-def semantic_issues(config: ConfigBase) -> list[tuple[tuple[Any, ...], str]]:
-    """Checks across fields: unique names, known dependencies, no cycles."""
+def environment_issues(config: Any, config_path: str | os.PathLike[str] | None) -> list[tuple[tuple[Any, ...], str]]:
+    """What the machine must provide: runbook files that exist, the Python packages a check needs."""
+    view = config if isinstance(config, _ConfigView) else _ConfigView(config)
     out: list[tuple[tuple[Any, ...], str]] = []
-    checks = config.all_checks()
-    written = len(getattr(config, "checks", []))
-    names: dict[str, int] = {}
-    for i, c in enumerate(checks):
-        loc: tuple[Any, ...] = ("checks", i, "name") if i < written else ("checks",)
-        if c.name in names:
-            out.append((loc, f"duplicate check name {c.name!r} (also used by checks[{names[c.name]}])"
-                        if names[c.name] < written else f"duplicate check name {c.name!r}"))
-        else:
-            names[c.name] = i
-    for i, c in enumerate(checks[:written]):
-        for j, dep in enumerate(c.depends_on):
-            if dep not in names:
-                hint = difflib.get_close_matches(dep, names, n=1)
-                out.append((("checks", i, "depends_on", j), f"unknown check {dep!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
-            elif dep == c.name:
-                out.append((("checks", i, "depends_on", j), "a check cannot depend on itself"))
-    for section in _ordered_sections():
-        if section.semantic_issues is not None:
-            out.extend(section.semantic_issues(config))
+    types = registry.check_types()
+    checks = [(loc, c) for loc, c in view.located_checks() if id(c) not in view.stand_ins]
+    needs = {id(c): types[c.type].requirements(c) if c.type in types else {} for _, c in checks}
+    missing = missing_packages({m: e for need in needs.values() for m, e in need.items()})  # each module once
+    found: dict[str, list[Path] | None] = {}  # runbook -> where it was looked for, None if found
+    for loc, c in checks:
+        written = loc[0] == "checks"
+        if c.runbook and not runbook_files.is_url(c.runbook):
+            if c.runbook not in found:
+                looked = runbook_files.candidates(c.runbook, config_path)
+                found[c.runbook] = None if any(runbook_files.is_file(p) for p in looked) else looked
+            looked_in = found[c.runbook]
+            if looked_in is not None:
+                out.append(((*loc, "runbook") if written else loc,
+                            f"runbook {c.runbook!r} not found (looked in: {', '.join(map(str, looked_in))}); "
+                            "give an existing file, or an http(s) URL for a runbook kept elsewhere"))
+        by_extra: dict[str, list[str]] = {}
+        for module, extra in needs[id(c)].items():
+            if module in missing:
+                by_extra.setdefault(extra, []).append(module)
+        for extra, modules in sorted(by_extra.items()):
+            names = ", ".join(repr(m) for m in modules)
+            out.append(((*loc, "type") if written else loc,
+                        f"{'check ' + repr(c.name) + ' ' if not written else ''}needs the Python package"
+                        f"{'s' if len(modules) > 1 else ''} {names}, not installed: pip install 'sre-agent[{extra}]'"))
     return out
 
 
@@ -483,8 +697,12 @@ def _message(model: type[BaseModel], data: Any, loc: tuple[Any, ...], err: dict[
                 + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
-        known = ", ".join(sorted(registry.check_types())) if loc and loc[0] == "checks" else err.get("ctx", {}).get("expected_tags", "")
-        return f"unknown type {tag!r}; known types: {known}"
+        tags = sorted(registry.check_types()) if loc and loc[0] == "checks" else \
+            [t.strip().strip("'") for t in str(err.get("ctx", {}).get("expected_tags", "")).split(",")]
+        hint = difflib.get_close_matches(str(tag), tags, n=1)
+        if hint:
+            return f"unknown type {tag!r}; did you mean {hint[0]!r}? Known types: {', '.join(tags)}"
+        return f"unknown type {tag!r}; known types: {', '.join(tags)}"
     if kind == "union_tag_not_found":
         return "missing 'type'; known types: " + ", ".join(sorted(registry.check_types()))
     if kind == "missing":

@@ -34,6 +34,7 @@ from agent.metrics import Metrics
 from agent.registry import get_type, sections
 from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
+from agent.secrets import redact
 from agent.store import Store, StoreSchemaError
 from agent.store import for_state_dir as store_for_state_dir
 from agent.web import (
@@ -247,6 +248,11 @@ class Agent:
                 for issue in exc.issues:
                     log.error("reload rejected: %s", issue)
                 return False, [str(i) for i in exc.issues]
+            except Exception as exc:  # a loader bug: still a failed reload, never a dead task
+                self.metrics.config_loaded(False, time.time())
+                problem = redact(f"cannot load {self.config_path}: {type(exc).__name__}: {exc}")
+                log.error("reload rejected: %s", problem, exc_info=log.isEnabledFor(logging.DEBUG))
+                return False, [problem]
             assert self.scheduler is not None and self.config is not None and self.store is not None
             if new.agent.listen != self.config.agent.listen or new.agent.state_dir != self.config.agent.state_dir:
                 log.warning("agent.listen / agent.state_dir changes need a restart; keeping the running values")

@@ -16,6 +16,9 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+#: the longest duration accepted: a century is beyond any interval, window or retention, and
+#: keeps `now + duration` far from datetime's year-9999 limit
+MAX = timedelta(days=36500)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -27,7 +30,13 @@ def parse_duration(value: Any) -> timedelta:
     if not _WHOLE.match(text):
         raise ValueError(f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d, w), e.g. 500ms, 30s, 5m, 1h30m")
     seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if not seconds <= MAX.total_seconds():  # also inf, from a number too long for a float
+        raise ValueError(f"duration {_shown(text)} is too long: at most {MAX.days}d")
     return timedelta(seconds=seconds)
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:20] + "..." + text[-8:])
 
 
 def format_duration(td: timedelta) -> str:

@@ -51,8 +51,12 @@ class Section:
 
     `model` validates the value (for `many` sections, each item). `to_checks(item, config)` derives
     checks from an item (an SLO becomes an `slo` check). `semantic_issues(config)` reports what
-    needs the whole config (unknown references, duplicates), as (path from the root, message).
+    needs the whole config (unknown references, duplicates among its own items), as (path from
+    the root, message).
     `kind` lets an included file hold one item as a document with `kind: <kind>`.
+    `check_names(raw_item)` gives the names (-> type) of the checks an item derives, read from its
+    raw data: while the item itself is invalid, references to those checks are not reported as
+    unknown on top of its own errors.
     """
 
     key: str
@@ -66,6 +70,7 @@ class Section:
     default: Callable[[], Any] | None = field(default=None)
     #: check name -> seconds of result history the section needs kept (a status page's 30-day uptime)
     history_needs: Callable[[Any], dict[str, float]] | None = None
+    check_names: Callable[[Any], dict[str, str]] | None = None
     #: position among the root's keys (JSON Schema, docs), after `agent`, `defaults`, `include`, `checks`
     order: int = 100
 

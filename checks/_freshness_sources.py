@@ -171,6 +171,14 @@ def sqlalchemy_url(dsn: str) -> str:
     return dsn
 
 
+def sql_requires(dsn: str) -> dict[str, str]:
+    """Optional packages reading `dsn` needs (module -> extra): SQLAlchemy, and psycopg for PostgreSQL."""
+    needs = {"sqlalchemy": "sql"}
+    if sqlalchemy_url(dsn).startswith("postgresql+psycopg"):
+        needs["psycopg"] = "sql"
+    return needs
+
+
 def make_engine(dsn: str, limit: float) -> Any:
     """A SQLAlchemy engine without pooling (one connection per run) with driver timeouts."""
     from sqlalchemy import create_engine

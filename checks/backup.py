@@ -175,6 +175,15 @@ class BackupCheck(Check):
 
     config: BackupConfig
 
+    @classmethod
+    def requirements(cls, config: CheckConfig) -> dict[str, str]:
+        needs: dict[str, str] = {}
+        if isinstance(getattr(config, "source", None), S3Source):
+            needs["boto3"] = "s3"
+        if getattr(config, "restore_test", None) is not None:
+            needs["psycopg"] = "sql"  # the drill talks to the scratch PostgreSQL
+        return needs
+
     def __init__(self, config: CheckConfig, context: Any) -> None:
         super().__init__(config, context)
         self.clock: Callable[[], float] = time.time

@@ -36,6 +36,7 @@ from checks._freshness_sources import (
     FreshnessSource,
     SqlSource,
     sql_first_row,
+    sql_requires,
     validate_column,
 )
 from checks._values import Percent, parse_slo_duration
@@ -108,6 +109,11 @@ class DataQualityCheck(Check):
     metric_families = catalogue.families("sre_agent_data_quality_ratio", make=MetricFamily)
 
     config: DataQualityConfig
+
+    @classmethod
+    def requirements(cls, config: CheckConfig) -> dict[str, str]:
+        source = getattr(config, "source", None)
+        return sql_requires(source.dsn.get_secret_value()) if isinstance(source, SqlSource) else {"sqlalchemy": "sql"}
 
     def statement(self) -> Any:
         from sqlalchemy import column, distinct, func, select, table
@@ -227,24 +233,41 @@ class DataProductEntry(Model):
 
     def to_checks(self, config: RootConfig | None) -> list[CheckConfig]:
         spec, name = self.spec, self.metadata.name
+        freshness_name, quality_name = derived_names(name)
         common: dict[str, Any] = {"labels": self.labels, "interval": spec.interval, "timeout": spec.timeout,
                                   "severity": spec.severity, "runbook": spec.runbook}
         out: list[CheckConfig] = []
         if spec.slo.freshness is not None:
             objective = spec.slo.freshness
             out.append(FreshnessConfig.model_validate({
-                "name": f"{name}-freshness", "type": "freshness", "source": spec.source, "dataset": name,
+                "name": freshness_name, "type": "freshness", "source": spec.source, "dataset": name,
                 "error_after": objective, "warn_after": objective * WARN_SHARE,
                 "description": f"data product {name}: freshness SLO < {format_duration(objective)}", **common}))
         if spec.quality:
             out.append(DataQualityConfig.model_validate({
-                "name": f"{name}-quality", "type": "data_product", "source": spec.source, "quality": spec.quality,
+                "name": quality_name, "type": "data_product", "source": spec.source, "quality": spec.quality,
                 "description": f"data product {name}: quality", **common}))
         return out
+
+
+def derived_names(product: str) -> tuple[str, str]:
+    """Names of a data product's freshness and quality checks."""
+    return f"{product}-freshness", f"{product}-quality"
 
 
 def _to_checks(entry: DataProductEntry, config: RootConfig | None) -> list[CheckConfig]:
     return entry.to_checks(config)
 
 
-register_section(Section("data_products", DataProductEntry, to_checks=_to_checks, kind="DataProduct", order=30))
+def _check_names(raw: Any) -> dict[str, str]:
+    """The checks a (possibly invalid) raw DataProduct may derive, by its metadata.name."""
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str):
+        return {}
+    freshness, quality = derived_names(name)
+    return {freshness: "freshness", quality: "data_product"}
+
+
+register_section(Section("data_products", DataProductEntry, to_checks=_to_checks, kind="DataProduct", order=30,
+                         check_names=_check_names))

@@ -43,6 +43,7 @@ from checks._freshness_sources import (
     read_http,
     read_prometheus,
     read_sql,
+    sql_requires,
 )
 from checks.base import Check, CheckConfig, MetricFamily, age_levels, named_levels
 
@@ -86,6 +87,11 @@ class FreshnessCheck(Check):
     metric_families = catalogue.families("sre_agent_data_freshness_seconds", make=MetricFamily)
 
     config: FreshnessConfig
+
+    @classmethod
+    def requirements(cls, config: CheckConfig) -> dict[str, str]:
+        source = getattr(config, "source", None)
+        return sql_requires(source.dsn.get_secret_value()) if isinstance(source, SqlSource) else {}
 
     def __init__(self, config: CheckConfig, context: Any) -> None:
         super().__init__(config, context)

@@ -253,6 +253,7 @@ class KubernetesCheck(Check):
     type = "kubernetes"
     runbooks = {"": "runbooks/kubernetes-workloads.md"}
     Config = KubernetesConfig
+    requires = {"kubernetes": "kubernetes"}  # the official client, imported in KubeReader
 
     config: KubernetesConfig
 

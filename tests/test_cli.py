@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,55 @@ def test_embedded_quickstart_validates() -> None:
     r = sre("validate")
     assert r.returncode == 0, r.stderr
     assert "agent-healthz" in r.stdout and "node" in r.stdout
+
+
+AGENT_ONLY_CONFIG = """
+agent: {{listen: "127.0.0.1:{port}"}}
+checks:
+  - {{name: db, type: http, url: http://127.0.0.1:1/, headers: {{Authorization: "Bearer ${{DB_TOKEN}}"}}}}
+  - {{name: needs-a-missing-runbook, type: tcp, host: 127.0.0.1, port: 1, runbook: runbooks/not-here.md}}
+alerting:
+  route: {{receiver: hook}}
+  receivers:
+    - {{name: hook, webhook: {{url: "${{HOOK_SECRET}}"}}}}
+"""
+
+
+class _FakeAgent(http.server.BaseHTTPRequestHandler):
+    """Answers the two read endpoints the CLI calls, like a running agent with nothing firing."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        body = {"/api/v1/alerts": {"alerts": []}, "/api/v1/silences": {"silences": []}}.get(self.path.split("?")[0])
+        data = json.dumps(body).encode()
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_commands_talking_to_the_agent_need_only_its_address(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeAgent)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(AGENT_ONLY_CONFIG.format(port=server.server_address[1]))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # neither HOOK_SECRET nor DB_TOKEN is set
+        assert sre("validate", "-c", str(cfg), env=env).returncode == 2  # the full config is not valid here
+        r = sre("alerts", "-c", str(cfg), env=env)
+        assert r.returncode == 0 and r.stdout.strip() == "no alerts", r.stdout + r.stderr
+        r = sre("silence", "list", "-c", str(cfg), "-o", "json", env=env)
+        assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout + r.stderr
+        cfg.write_text(AGENT_ONLY_CONFIG.format(port="${AGENT_PORT}"))
+        r = sre("alerts", "-c", str(cfg), env=env)
+        assert r.returncode == 2 and "agent.listen: environment variable AGENT_PORT is not set" in r.stderr
+        r = sre("alerts", "-c", str(cfg), env={**env, "AGENT_PORT": str(server.server_address[1])})
+        assert r.returncode == 0 and "no alerts" in r.stdout, r.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

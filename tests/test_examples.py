@@ -25,6 +25,8 @@ def test_example_validates(path: Path, tmp_path: Path) -> None:
             env[n] = f"https://hooks.example.invalid/{n.lower()}"
         elif "DSN" in n:
             env[n] = f"postgresql://u:p@127.0.0.1:1/db_{n.lower()}"
+        elif "ROUTING_KEY" in n:
+            env[n] = "0123456789abcdef" * 2  # PagerDuty integration keys have 32 characters
         else:
             env[n] = f"example-{n.lower()}-value"
     config = load_config(path, env=env)

@@ -78,7 +78,7 @@ def check(config_path: str | None, names: tuple[str, ...], run_all: bool, tags: 
           report_path: str | None, report_format: str | None) -> None:
     """Run checks once, now, and print their results.
 
-    NAMES are check names or globs ('payments-*'). A check runs when it matches every kind of criterion
+    NAMES are check names (or an SLO's name: its check `slo-<name>` runs) or globs ('payments-*'). A check runs when it matches every kind of criterion
     given (a name or glob, a tag, all labels). Checks of a selected suite that do not run are SKIPPED.
     Exit code is the worst status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     """
@@ -92,9 +92,9 @@ def check(config_path: str | None, names: tuple[str, ...], run_all: bool, tags: 
             raise click.BadParameter(str(exc), param_hint="--report") from None
     elif report_format is not None:
         raise click.UsageError("--report-format needs --report FILE")
-    selection = Selection(patterns=names, tags=tuple(dict.fromkeys(tags + suites)),
-                          labels=tuple(_pairs(labels, "--label").items()), run_all=run_all)
     config = load_or_exit(config_path)
+    selection = Selection(patterns=tuple(_check_name(config, n) for n in names), tags=tuple(dict.fromkeys(tags + suites)),
+                          labels=tuple(_pairs(labels, "--label").items()), run_all=run_all)
     if selection.empty:
         known = [c.name for c in config.all_checks()]
         click.echo("name one or more checks, or pass --tag, --suite, --label or --all. Checks: " + ", ".join(known), err=True)
@@ -124,6 +124,16 @@ def check(config_path: str | None, names: tuple[str, ...], run_all: bool, tags: 
         if output == "text":
             click.echo(f"report written to {report_path} ({fmt})")
     sys.exit(report.exit_code)
+
+
+def _check_name(config: Any, name: str) -> str:
+    """A check's name as given, or the check an SLO of that name derives (`slo-<name>`); globs as given."""
+    if any(ch in name for ch in "*?["):
+        return name
+    try:
+        return str(config.check(name).name)
+    except KeyError:
+        return name  # the selection reports it as unknown, with a hint
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Terminal commands for alerting: `silence add|list|expire`, `alerts`, `runbook`.
 
 `silence` and `alerts` talk to the running agent's API (httpx, explicit
-timeouts), so what they show is what the daemon acts on; `runbook` reads the
-config and the runbook file locally and works with no agent running.
+timeouts), so what they show is what the daemon acts on; from `-c FILE` they
+read only `agent.listen` (no receiver secret need be set in the shell).
+`runbook` reads the config and the runbook file locally and works with no
+agent running.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ def _base_url(url: str | None, config_path: str | None) -> str:
         return url.rstrip("/")
     if config_path:
         from agent.alerting.lifecycle import agent_url
-        from agent.cli.common import load_or_exit
+        from agent.cli.common import exit_invalid
+        from agent.config import ConfigError, agent_listen
 
-        config = load_or_exit(config_path)
-        return agent_url(None, config.agent.listen)
+        # Only the address: no receiver secrets or check packages are needed to talk to the agent.
+        try:
+            listen = agent_listen(config_path)
+        except ConfigError as exc:
+            exit_invalid(exc)
+        return agent_url(None, listen)
     return DEFAULT_URL
 
 

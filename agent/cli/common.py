@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -22,8 +22,12 @@ def load_or_exit(path: str | None) -> ConfigBase:
     try:
         return load_config(path)
     except ConfigError as exc:
-        n = len(exc.issues)
-        click.echo(f"config invalid: {n} error{'s' if n != 1 else ''}", err=True)
-        for issue in exc.issues:
-            click.echo(f"  {issue}", err=True)
-        sys.exit(2)
+        exit_invalid(exc)
+
+
+def exit_invalid(exc: ConfigError) -> NoReturn:
+    n = len(exc.issues)
+    click.echo(f"config invalid: {n} error{'s' if n != 1 else ''}", err=True)
+    for issue in exc.issues:
+        click.echo(f"  {issue}", err=True)
+    sys.exit(2)

@@ -38,11 +38,13 @@ DEFAULT_SEVERITY_MAP: dict[Severity, PdSeverity] = {
 }
 SUMMARY_MAX = 1024
 DEDUP_KEY_MAX = 255
+#: an Events API v2 integration (routing) key is always this long
+ROUTING_KEY_LENGTH = 32
 CLIENT = "sre-agent"
 
 
 class PagerDutySettings(ReceiverSettings):
-    routing_key: Secret | None = Field(None, description="Events API v2 integration key (or routing_key_file)")
+    routing_key: Secret | None = Field(None, description="Events API v2 integration key, 32 characters (or routing_key_file)")
     example: ClassVar[str] = "{routing_key: ${PAGERDUTY_ROUTING_KEY}}"
     url: str = Field(DEFAULT_URL, description="Events API v2 enqueue endpoint")
     severity_map: dict[Severity, PdSeverity] = Field(
@@ -58,6 +60,11 @@ class PagerDutySettings(ReceiverSettings):
     def _key_set(self) -> PagerDutySettings:
         if self.routing_key is None:
             raise ValueError("routing_key (or routing_key_file) is required")
+        # PagerDuty answers 400 (never retried) to any other length: the pages would be lost.
+        length = len(self.routing_key.get_secret_value())
+        if length != ROUTING_KEY_LENGTH:
+            raise ValueError(f"routing_key must be the {ROUTING_KEY_LENGTH}-character integration key of an "
+                             f"Events API v2 integration; got {length} characters")
         return self
 
     @field_validator("severity_map")

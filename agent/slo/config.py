@@ -58,4 +58,14 @@ def _to_checks(entry: Any, config: RootConfig | None) -> list[CheckConfig]:
     return list(entry.to_checks(config))
 
 
-register_section(Section("slos", SloEntry, to_checks=_to_checks, semantic_issues=semantic_issues, kind="SLO", order=20))
+def _check_names(raw: Any) -> dict[str, str]:
+    """The check an SLO entry derives, from its raw data (it may be invalid): `slo-<name>`."""
+    if not isinstance(raw, dict):
+        return {}
+    meta = raw.get("metadata")
+    name = meta.get("name") if _entry_kind(raw) == "openslo" and isinstance(meta, dict) else raw.get("name")
+    return {SloSpec.check_name_for(name): "slo"} if isinstance(name, str) else {}
+
+
+register_section(Section("slos", SloEntry, to_checks=_to_checks, semantic_issues=semantic_issues, kind="SLO", order=20,
+                         check_names=_check_names))

@@ -176,7 +176,7 @@ class SloSpec(Model):
     objective: float = Field(description="target in percent, 0 < objective < 100, e.g. 99.9")
     window: Duration = Field(timedelta(days=30), description="rolling window, e.g. 30d, 28d, 7d")
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on metrics, rules and alerts")
-    runbook: str | None = Field(None, description="runbook path (joined to alerting.runbook_base_url) or URL")
+    runbook: str | None = Field(None, description="runbook file (must exist; links join it to alerting.runbook_base_url) or URL")
     interval: Duration = Field(timedelta(minutes=1), description="how often the agent evaluates the SLO "
                                                                  "(its generated rule groups: at most every 30s)")
     min_events: int = Field(default_factory=lambda data: _default_min_events(data), ge=1,
@@ -232,7 +232,12 @@ class SloSpec(Model):
 
     @property
     def check_name(self) -> str:
-        return f"slo-{self.name}"
+        return self.check_name_for(self.name)
+
+    @staticmethod
+    def check_name_for(slo_name: str) -> str:
+        """The name of the `slo` check evaluating the SLO `slo_name`."""
+        return f"slo-{slo_name}"
 
     @property
     def all_labels(self) -> dict[str, str]:

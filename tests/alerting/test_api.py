@@ -177,11 +177,14 @@ def test_runbook_command(tmp_path):
   - {name: missing, type: command, command: ["true"], runbook: runbooks/nope.md}
   - {name: online, type: command, command: ["true"], runbook: "https://wiki.example.com/o"}
 alerting:"""))
+    (tmp_path / "runbooks" / "nope.md").write_text("# soon gone\n")
     runner = CliRunner()
     out = runner.invoke(main, ["runbook", "-c", str(cfg), "api"])
     assert out.exit_code == 0 and out.output == "# API down\n"
+    (tmp_path / "runbooks" / "nope.md").unlink()  # the config names a runbook that does not exist: refused
     out = runner.invoke(main, ["runbook", "-c", str(cfg), "missing"])
-    assert out.exit_code == 1 and "runbook 'runbooks/nope.md' of check 'missing' not found" in out.output
+    assert out.exit_code == 2 and "checks[2].runbook: runbook 'runbooks/nope.md' not found" in out.output
+    cfg.write_text(cfg.read_text().replace("runbook: runbooks/nope.md", ""))
     out = runner.invoke(main, ["runbook", "-c", str(cfg), "nobook"])  # no runbook: its type's default
     default = (ROOT / "runbooks" / "command-check-failed.md").read_text(encoding="utf-8")
     assert out.exit_code == 0 and out.output == default

@@ -23,7 +23,7 @@ checks:
     type: command
     command: ["true"]
     labels: {service: api, team: payments}
-    runbook: runbooks/api-down.md
+    runbook: runbooks/http-endpoint-down.md  # a relative runbook must exist (this one is shipped)
     severity: {warning: warning, critical: critical}
     depends_on: [db-port]
   - name: api-latency
@@ -76,7 +76,7 @@ async def test_a_failing_check_pages_once_with_everything_an_sre_needs(tmp_path,
     [alert] = n.alerts
     assert alert.dedup_key == dedup_key("api")
     assert alert.labels == {"service": "api", "team": "payments", "check": "api", "type": "command", "severity": "critical"}
-    assert alert.runbook_url == "https://git.example.com/ops/runbooks/blob/main/runbooks/api-down.md"
+    assert alert.runbook_url == "https://git.example.com/ops/runbooks/blob/main/runbooks/http-endpoint-down.md"
     assert alert.generator_url == "http://127.0.0.1:9108/api/v1/checks?name=api"
     assert alert.observations == {"latency_seconds": 0.25} and alert.summary == "api is CRITICAL"
     assert alert.starts_at == T0 + 10 and n.group_labels == {"check": "api"}

@@ -143,7 +143,7 @@ def test_invalid_alerting_config(tmp_path, snippet, path, fragment):
 
 def test_the_issue_example_is_valid(tmp_path, monkeypatch):
     key = tmp_path / "pd-key"
-    key.write_text("R0UTINGKEY0123456789\n")
+    key.write_text("R0UTINGKEY0123456789ABCDEFGHIJKL\n")
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/secret")
     cfg = config(tmp_path, BASE + f"""
   runbook_base_url: https://git.example.com/ops/runbooks/blob/main/
@@ -186,5 +186,5 @@ def test_the_issue_example_is_valid(tmp_path, monkeypatch):
 """)
     alerting: AlertingConfig = cfg.alerting
     assert [r.kind for r in alerting.receivers] == ["slack", "pagerduty", "alertmanager", "webhook", "log"]
-    assert alerting.receiver("pagerduty-oncall").settings.routing_key.get_secret_value() == "R0UTINGKEY0123456789"
+    assert alerting.receiver("pagerduty-oncall").settings.routing_key.get_secret_value() == "R0UTINGKEY0123456789ABCDEFGHIJKL"
     assert alerting.route.routes[0].continue_ is True

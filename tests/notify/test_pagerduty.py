@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from agent.core import AlertState, Severity
 from agent.notify.base import Outcome
 from agent.notify.pagerduty import PagerDutyReceiver, PagerDutySettings
+from agent.secrets import REDACTOR
 from tests.notify.conftest import make_alert, make_notification
 from tests.notify.fakes import Answer, FakePagerDuty
 
@@ -84,7 +85,12 @@ async def test_templates_and_long_fields(pd_server, clock, closing):
 
 
 async def test_invalid_event_is_failed_with_pagerdutys_reason(pd_server, clock, closing, caplog):
-    r = closing(receiver(pd_server, clock, routing_key="short-key-not-32-chars"))
+    # The config refuses such a key (test_routing_key_must_have_32_characters); PagerDuty's answer
+    # to one is still handled, e.g. for settings built in code.
+    settings = PagerDutySettings.model_validate({"routing_key": KEY, "url": pd_server.url + "/v2/enqueue"})
+    short = settings.model_copy(update={"routing_key": SecretStr("short-key-not-32-chars")})
+    REDACTOR.add("short-key-not-32-chars")
+    r = closing(PagerDutyReceiver("pd-oncall", short, clock=clock))
     delivery = await r.send(make_notification())
     assert delivery.outcome == Outcome.FAILED
     assert "HTTP 400 invalid event: Event object is invalid; Length of 'routing_key' is incorrect" in delivery.detail
@@ -162,3 +168,13 @@ def test_settings(tmp_path):
         PagerDutySettings.model_validate({})
     with pytest.raises(ValidationError, match="invalid template"):
         PagerDutySettings.model_validate({"routing_key": KEY, "component": "{check!r:>10}"})
+
+
+@pytest.mark.parametrize("key", ["short-key-not-32-chars", KEY + "0", "", " " + KEY[1:] + "  "])
+def test_routing_key_must_have_32_characters(key):
+    with pytest.raises(ValidationError) as exc:
+        PagerDutySettings.model_validate({"routing_key": key})
+    [error] = exc.value.errors(include_url=False)
+    assert "routing_key must be the 32-character integration key" in error["msg"]
+    assert f"got {len(key)} characters" in error["msg"]
+    assert not key.strip() or key.strip() not in error["msg"]  # the key itself is never echoed

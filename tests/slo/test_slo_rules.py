@@ -119,6 +119,7 @@ def test_rule_groups_are_evaluated_at_most_every_30s(interval: str, expected: st
 
 
 def test_check_alerts_window_severity_and_runbook(tmp_path: Path) -> None:
+    (tmp_path / "db.md").write_text("# db down\n")  # a relative runbook must exist (it is published at the base URL)
     config = load(tmp_path, """
         alerting: {runbook_base_url: "https://runbooks.example/sre"}
         checks:
