@@ -22,8 +22,8 @@ from agent.registry import check_types, get_type
 from agent.secrets import REDACTOR, clip, redact
 
 log = logging.getLogger("sre_agent.runner")
-#: heavy clients some check types import lazily, and the extra that installs them
-_EXTRAS = {"sqlalchemy": "sql", "psycopg": "sql", "boto3": "s3", "botocore": "s3", "kubernetes": "kubernetes"}
+#: the agent's own extras for clients several check types share; a type names its own in `Check.requires`
+_EXTRAS = {"sqlalchemy": "sql", "psycopg": "sql", "boto3": "s3", "botocore": "s3"}
 
 
 async def execute(check: Check) -> CheckResult:
@@ -43,7 +43,8 @@ async def execute(check: Check) -> CheckResult:
     except asyncio.CancelledError:
         raise
     except ModuleNotFoundError as exc:
-        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        top = (exc.name or "").split(".")[0]
+        extra = {**_EXTRAS, **type(check).requirements(cfg)}.get(top)
         hint = f": pip install 'sre-agent[{extra}]'" if extra else ""
         result = CheckResult(status=Status.UNKNOWN, summary=f"missing Python package {exc.name!r}{hint}")
     except Exception as exc:  # a plugin bug must not kill the agent
