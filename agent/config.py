@@ -70,6 +70,8 @@ class AgentSettings(Model):
                                             "500MB: past it the oldest history is deleted (alert state never is); "
                                             "null: no cap")
     prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
+    created_series: bool = Field(False, description="also expose prometheus_client's `<name>_created` series next "
+                                 "to every counter and histogram (doubles their cardinality)")
 
     @field_validator("api_token")
     @classmethod

@@ -30,7 +30,7 @@ from agent.check import CheckConfig
 from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import CheckResult
-from agent.metrics import Metrics
+from agent.metrics import Metrics, set_created_series
 from agent.registry import get_type, sections
 from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
@@ -151,6 +151,7 @@ class Agent:
         self._open_files = raise_open_files_limit()
         self.metrics.config_loaded(True, time.time())
         cfg = self.config.agent
+        set_created_series(cfg.created_series)
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
         self._lock = StateDirLock(cfg.state_dir)
         self._lock.acquire()  # raises OSError: another agent owns this state directory
@@ -261,6 +262,7 @@ class Agent:
             old_checks = {c.name: c for c in self.config.all_checks()}
             new_checks = {c.name: c for c in new.all_checks() if c.enabled}
             self.config = new
+            set_created_series(new.agent.created_series)
             self.context.config = new
             for name, cfg in old_checks.items():
                 if name not in new_checks or new_checks[name] != cfg:
