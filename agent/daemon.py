@@ -180,6 +180,8 @@ class Agent:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        # Loading a large config frees far more than it keeps (YAML nodes, raw dicts): hand it back.
+        release_freed_memory()
         self.ready = True
         log.info("sre-agent %s running %d checks; metrics on http://%s:%s/metrics", __version__,
                  len(self.scheduler.checks), cfg.host_port[0], self.port)
