@@ -30,6 +30,7 @@ from agent.check import CheckConfig
 from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import CheckResult
+from agent.eventloop import loop_name
 from agent.metrics import Metrics, set_created_series
 from agent.registry import get_type, sections
 from agent.runner import build_checks, close_shared
@@ -152,6 +153,7 @@ class Agent:
         self.metrics.config_loaded(True, time.time())
         cfg = self.config.agent
         set_created_series(cfg.created_series)
+        log.info("event loop: %s", loop_name(asyncio.get_running_loop()))
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
         self._lock = StateDirLock(cfg.state_dir)
         self._lock.acquire()  # raises OSError: another agent owns this state directory

@@ -97,9 +97,15 @@ def goal_met(key: str, fig: dict[str, Any]) -> bool | None:
 
 # --- the agent as a user starts it -------------------------------------------------
 
+EVENT_LOOP: str | None = None  # --event-loop: agent.event_loop for every agent started (None: the default)
+
+
 def _config(workdir: Path, n: int, url: str, interval_ms: int) -> Path:
+    settings: dict[str, Any] = {"listen": f"127.0.0.1:{_common.free_port()}", "state_dir": str(workdir / "state")}
+    if EVENT_LOOP is not None:
+        settings["event_loop"] = EVENT_LOOP
     config = {
-        "agent": {"listen": f"127.0.0.1:{_common.free_port()}", "state_dir": str(workdir / "state")},
+        "agent": settings,
         "checks": [{
             "name": f"bench-http-{i:05d}", "type": "http", "url": f"{url}?check={i}", "interval": f"{interval_ms}ms",
             "timeout": "5s", "expect": {"status": [200], "body_contains": "ok"},
@@ -342,6 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--soak-seconds", type=float, default=60.0, help="the CPU row's window, also the soak (default 60, max 3600)")
     ap.add_argument("--blackbox-probes", type=int, default=20_000, help="probes for the exporter (default 20000, at most 60 s)")
     ap.add_argument("--target", choices=("auto", "nginx", "aiohttp"), default="auto")
+    ap.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default=None,
+                    help="set agent.event_loop in the generated configs (default: not set, as a new user would)")
     ap.add_argument("--smoke", action="store_true", help="tiny N and windows: every row runs, figures are not comparable")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
@@ -351,8 +359,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global EVENT_LOOP
     args = parse_args(argv)
+    EVENT_LOOP = args.event_loop
     fig = run(args)
+    fig["event_loop"] = args.event_loop or "default"
     key = "issue12_smoke" if args.smoke else "issue12"
     _common.write_results(key, fig)
     if args.json:
