@@ -17,11 +17,11 @@ listener's own limits (connections, header and idle timeouts) are in
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.statuspage.routes import add_routes as add_status_page
 from agent.web import (
@@ -47,10 +47,21 @@ __all__ = ["AGENT_KEY", "build_app", "error", "json_response", "require_token"]
 
 async def metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
-    # Rendering thousands of series takes tens of ms: do it off the event loop (collectors are thread-safe).
-    body = await asyncio.get_running_loop().run_in_executor(request.app[RENDER_KEY], generate_latest,
-                                                            agent.metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    accept, encoding = request.headers.get("Accept"), request.headers.get("Accept-Encoding", "")
+    gzipped = "gzip" in encoding.lower()
+    # Off the event loop (collectors are thread-safe): per-check lines come cached, the rest is rendered.
+    body, content_type = await asyncio.get_running_loop().run_in_executor(request.app[RENDER_KEY], _render,
+                                                                          agent, accept, gzipped)
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+def _render(agent: AgentView, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
+    body, content_type = agent.metrics.exposition(accept)
+    # Level 1: a 10,000-check exposition is tens of MB; higher levels cost more CPU than they save in bytes.
+    return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
 
 async def healthz(request: web.Request) -> web.Response:

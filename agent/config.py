@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -70,6 +70,11 @@ class AgentSettings(Model):
                                             "500MB: past it the oldest history is deleted (alert state never is); "
                                             "null: no cap")
     prometheus_url: str | None = Field(None, description="default Prometheus for SLOs and prometheus sources")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="the asyncio event loop: uvloop when installed (auto), required (uvloop), or the "
+                            "standard one (asyncio); a change needs a restart")
+    created_series: bool = Field(False, description="also expose prometheus_client's `<name>_created` series next "
+                                 "to every counter and histogram (doubles their cardinality)")
 
     @field_validator("api_token")
     @classmethod

@@ -30,7 +30,8 @@ from agent.check import CheckConfig
 from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import CheckResult
-from agent.metrics import Metrics
+from agent.eventloop import loop_name
+from agent.metrics import Metrics, set_created_series
 from agent.registry import get_type, sections
 from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
@@ -151,6 +152,8 @@ class Agent:
         self._open_files = raise_open_files_limit()
         self.metrics.config_loaded(True, time.time())
         cfg = self.config.agent
+        set_created_series(cfg.created_series)
+        log.info("event loop: %s", loop_name(asyncio.get_running_loop()))
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="sre-agent-check"))
         self._lock = StateDirLock(cfg.state_dir)
         self._lock.acquire()  # raises OSError: another agent owns this state directory
@@ -179,6 +182,8 @@ class Agent:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        # Loading a large config frees far more than it keeps (YAML nodes, raw dicts): hand it back.
+        release_freed_memory()
         self.ready = True
         log.info("sre-agent %s running %d checks; metrics on http://%s:%s/metrics", __version__,
                  len(self.scheduler.checks), cfg.host_port[0], self.port)
@@ -261,6 +266,7 @@ class Agent:
             old_checks = {c.name: c for c in self.config.all_checks()}
             new_checks = {c.name: c for c in new.all_checks() if c.enabled}
             self.config = new
+            set_created_series(new.agent.created_series)
             self.context.config = new
             for name, cfg in old_checks.items():
                 if name not in new_checks or new_checks[name] != cfg:

@@ -1,21 +1,39 @@
 """What the agent saw, as Prometheus metrics. Names are a contract (dashboards, rules),
 so every name, help text and label list comes from `agent.catalogue`.
 
-The registry is injected. Per-check gauges come from a custom collector over
-the latest result of each check, because checks carry their own label sets
+The registry is injected. Every per-check series (the gauges from each check's
+latest result, `sre_agent_check_duration_seconds` and
+`sre_agent_check_runs_total`) lives in one custom collector, `CheckSeries`,
+because checks carry their own label sets
 (`sre_agent_check_status{check,type,service,team}`) and removing a check on
-reload must remove its series at once.
+reload must remove its series at once. It keeps plain numbers per check (no
+prometheus_client child objects with a lock each) and each check's rendered
+exposition lines, re-rendered only when a new result arrived since the last
+scrape: a scrape of 10,000 checks concatenates cached text instead of
+formatting ~300,000 samples (`Metrics.exposition`). `collect()` still yields
+ordinary metric families, so the registry API and other exporters see the same
+series.
+
+`<name>_created` series (prometheus_client's default next to every counter and
+histogram) double their cardinality and are off unless `agent.created_series`
+asks for them.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
+import prometheus_client
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agent import __version__, catalogue
 from agent.check import MetricFamily
@@ -27,33 +45,111 @@ API_REJECT_REASONS = ("limit", "evicted", "header_timeout", "busy")
 #: the per-check gauges built from each check's latest result, in exposition order
 RESULT_GAUGES = ("sre_agent_check_status", "sre_agent_check_up", "sre_agent_check_last_run_timestamp_seconds",
                  "sre_agent_check_observation", "sre_agent_check_threshold")
+DURATION = "sre_agent_check_duration_seconds"
+RUNS = "sre_agent_check_runs_total"
+_RUN_STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+_OM_EOF = b"# EOF\n"
 
 
-class _LatestResults(Collector):
+def set_created_series(enabled: bool) -> None:
+    """Whether counters and histograms also expose `<name>_created` (process-wide: prometheus_client's switch)."""
+    if enabled:
+        prometheus_client.enable_created_metrics()
+    else:
+        prometheus_client.disable_created_metrics()
+
+
+def created_series_enabled() -> bool:
+    return bool(prometheus_client.metrics._use_created)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    """`k="v",...` sorted by name, escaped as prometheus_client does in both formats."""
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(pairs))
+
+
+class _Entry:
+    """One check's series: its latest result, histogram and run counts, and its rendered lines."""
+
+    __slots__ = ("result", "type", "counts", "total", "runs", "created", "version", "chunks", "chunks_version",
+                 "label_cache")
+
+    def __init__(self, result: CheckResult, n_buckets: int) -> None:
+        self.result = result
+        self.type = result.type
+        self.counts = [0] * n_buckets
+        self.total = 0.0
+        self.runs: dict[str, list[float]] = {}  # status -> [count, created]
+        self.created = time.time()
+        self.version = 0
+        self.chunks: dict[str, bytes] = {}
+        self.chunks_version = -1
+        #: (check, type, result labels) -> the escaped label strings (rendering thread only)
+        self.label_cache: tuple[tuple[str, str, dict[str, str]], tuple[str, str, str]] | None = None
+
+
+class CheckSeries(Collector):
+    """Every series that carries a `check` label and comes from results (see the module docstring)."""
+
     def __init__(self, families: dict[str, MetricFamily]) -> None:
-        self._latest: dict[str, CheckResult] = {}
+        self._entries: dict[str, _Entry] = {}
         self._families = families
         self._lock = threading.Lock()
+        self._skip = threading.local()  # set while Metrics.exposition renders the rest of the registry
+        d = catalogue.get(DURATION)
+        assert d.buckets is not None
+        self._bounds = tuple(float(b) for b in d.buckets)
+        self._le = tuple(floatToGoString(b) for b in (*self._bounds, float("inf")))
+        # one %-template for a check's histogram lines: (check, type, value) per bucket, then count and sum
+        self._histogram_lines = "".join(f'{DURATION}_bucket{{%s,le="{le}",%s}} %s\n' for le in self._le) + \
+            f"{DURATION}_count{{%s,%s}} %s\n{DURATION}_sum{{%s,%s}} %s\n"
+        self._headers: dict[bool, dict[str, bytes]] = {}
+
+    # --- updates (event loop thread) -------------------------------------------------
 
     def update(self, result: CheckResult) -> None:
+        """The latest result of a check, its duration in the histogram and its run counted."""
         with self._lock:
-            self._latest[result.check] = result
+            e = self._entries.get(result.check)
+            if e is None:
+                e = self._entries[result.check] = _Entry(result, len(self._bounds) + 1)
+            e.result = result
+            e.type = result.type
+            e.counts[bisect.bisect_left(self._bounds, result.duration_seconds)] += 1
+            e.total += result.duration_seconds
+            run = e.runs.get(result.status.name)
+            if run is None:
+                e.runs[result.status.name] = [1, time.time()]
+            else:
+                run[0] += 1
+            e.version += 1
 
     def forget(self, check: str) -> None:
         with self._lock:
-            self._latest.pop(check, None)
+            self._entries.pop(check, None)
 
     def latest(self) -> dict[str, CheckResult]:
         with self._lock:
-            return dict(self._latest)
+            return {name: e.result for name, e in self._entries.items()}
+
+    # --- the registry's view -----------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
-        results = self.latest().values()
+        if getattr(self._skip, "active", False):
+            return
+        with self._lock:
+            snapshot = [(e.result, list(e.counts), e.total, {s: list(v) for s, v in e.runs.items()}, e.created)
+                        for e in self._entries.values()]
+        created = created_series_enabled()
         status, up, last, obs, thresholds = (catalogue.gauge_family(name) for name in RESULT_GAUGES)
         extra = {name: _family(name, fam) for name, fam in self._families.items()}
-        for r in results:
-            labels = {**r.labels, "check": r.check, "type": r.type}
-            status.add_sample(status.name, labels, float(r.status))
+        duration, runs = self._duration_family(), self._runs_family()
+        for r, counts, total, run_counts, since in snapshot:
+            status.add_sample(status.name, {**r.labels, "check": r.check, "type": r.type}, float(r.status))
             up.add_metric([r.check, r.type], 1.0 if r.status.up else 0.0)
             last.add_metric([r.check], r.timestamp)
             for name, value in r.observations.items():
@@ -61,20 +157,28 @@ class _LatestResults(Collector):
             for name, levels in r.thresholds.items():
                 for level, value in levels.items():
                     thresholds.add_metric([r.check, name, level], float(value))
-            for s in r.samples:
-                fam = extra.get(s.metric)
-                if fam is None:
-                    continue
-                labels = dict(s.labels)
-                if "check" in self._families[s.metric].labelnames:
-                    labels.setdefault("check", r.check)
-                fam.add_sample(s.metric, labels, float(s.value))
+            for metric, labels, value in self._samples(r):
+                extra[metric].add_sample(metric, labels, value)
+            cumulative, acc = [], 0
+            for le, c in zip(self._le, counts, strict=True):
+                acc += c
+                cumulative.append((le, float(acc)))
+            duration.add_metric([r.check, r.type], cumulative, total, timestamp=None)
+            if created:
+                duration.samples.append(duration.samples[-1]._replace(
+                    name=DURATION + "_created", labels={"check": r.check, "type": r.type}, value=since))
+            for st in _RUN_STATUSES:
+                if st in run_counts:
+                    count, at = run_counts[st]
+                    runs.add_metric([r.check, r.type, st], count, created=at if created else None)
         yield status
         yield up
         yield last
         yield obs
         yield thresholds
         yield from extra.values()
+        yield duration
+        yield runs
 
     def describe(self) -> Iterable[Metric]:
         # Declaring the names lets the registry refuse duplicates at registration.
@@ -82,6 +186,154 @@ class _LatestResults(Collector):
             yield GaugeMetricFamily(name, "")
         for name, fam in self._families.items():
             yield _family(name, fam)
+        yield self._duration_family()
+        yield self._runs_family()
+
+    def _duration_family(self) -> HistogramMetricFamily:
+        d = catalogue.get(DURATION)
+        return HistogramMetricFamily(d.name, d.help, labels=list(d.labels))
+
+    def _runs_family(self) -> CounterMetricFamily:
+        d = catalogue.get(RUNS)
+        return CounterMetricFamily(d.name, d.help, labels=list(d.labels))
+
+    def _samples(self, r: CheckResult) -> Iterator[tuple[str, dict[str, str], float]]:
+        for s in r.samples:
+            fam = self._families.get(s.metric)
+            if fam is None:
+                continue
+            labels = dict(s.labels)
+            if "check" in fam.labelnames:
+                labels.setdefault("check", r.check)
+            yield s.metric, labels, float(s.value)
+
+    # --- the fast exposition ----------------------------------------------------------
+
+    def render(self, registry: CollectorRegistry, encoder: Callable[[CollectorRegistry], bytes],
+               openmetrics: bool) -> bytes:
+        """The whole registry in one format: this collector's cached lines, then every other collector."""
+        self._skip.active = True
+        try:
+            rest = encoder(registry)
+        finally:
+            self._skip.active = False
+        return self.render_own(openmetrics) + rest
+
+    def render_own(self, openmetrics: bool) -> bytes:
+        """This collector's families: lines of checks without a new result come from the cache."""
+        created = created_series_enabled()
+        with self._lock:
+            stale = [(e, e.version, e.result, list(e.counts), e.total, {s: list(v) for s, v in e.runs.items()},
+                      e.created) for e in self._entries.values() if e.chunks_version != e.version]
+        for e, version, result, counts, total, runs, since in stale:
+            chunks = self._chunks(result, counts, total, runs, since, created, e)
+            with self._lock:
+                e.chunks, e.chunks_version = chunks, version  # if a newer result came meanwhile, its version differs
+        with self._lock:
+            entries = [e.chunks for e in self._entries.values()]
+        headers = self._family_headers(openmetrics)
+        out: list[bytes] = []
+        for key in (*RESULT_GAUGES, *self._families):
+            out.append(headers[key])
+            out.extend(c.get(key, b"") for c in entries)
+        for key in (DURATION, RUNS):
+            out.append(headers[key])
+            if openmetrics:
+                out.extend(c.get(key + "@om", c.get(key, b"")) for c in entries)
+            else:
+                out.extend(c.get(key, b"") for c in entries)
+                if any(key + "@created" in c for c in entries):
+                    out.append(self._created_header(key))
+                    out.extend(c.get(key + "@created", b"") for c in entries)
+        return b"".join(out)
+
+    def _chunks(self, r: CheckResult, counts: list[int], total: float, runs: dict[str, list[float]], since: float,
+                created: bool, entry: _Entry) -> dict[str, bytes]:
+        """One check's sample lines per family, exactly as prometheus_client would print them."""
+        g = floatToGoString
+        key = (r.check, r.type, r.labels)
+        if entry.label_cache is None or entry.label_cache[0] != key:
+            entry.label_cache = key, (f'check="{_escape(r.check)}"', f'type="{_escape(r.type)}"',
+                                      _labels({**r.labels, "check": r.check, "type": r.type}.items()))
+        check, type_, status_labels = entry.label_cache[1]
+        chunks = {
+            "sre_agent_check_status": f"sre_agent_check_status{{{status_labels}}} {g(float(r.status))}\n",
+            "sre_agent_check_up": f"sre_agent_check_up{{{check},{type_}}} {'1.0' if r.status.up else '0.0'}\n",
+            "sre_agent_check_last_run_timestamp_seconds": f"sre_agent_check_last_run_timestamp_seconds{{{check}}} "
+                                                          f"{g(r.timestamp)}\n",
+        }
+        if r.observations:
+            chunks["sre_agent_check_observation"] = "".join(
+                f'sre_agent_check_observation{{{check},name="{_escape(name)}"}} {g(v)}\n'
+                for name, v in r.observations.items())
+        if r.thresholds:
+            chunks["sre_agent_check_threshold"] = "".join(
+                f'sre_agent_check_threshold{{{check},level="{_escape(level)}",name="{_escape(name)}"}} {g(v)}\n'
+                for name, levels in r.thresholds.items() for level, v in levels.items())
+        for metric, labels, value in self._samples(r):
+            line = f"{metric}{{{_labels(labels.items())}}} {g(value)}\n" if labels else f"{metric} {g(value)}\n"
+            chunks[metric] = chunks.get(metric, "") + line
+        args: list[str] = []
+        acc = 0
+        for n in counts:
+            acc += n
+            args += (check, type_, _count(acc))
+        args += (check, type_, _count(acc), check, type_, g(total))
+        chunks[DURATION] = self._histogram_lines % tuple(args)
+        run_lines, created_lines, om_lines = [], [], []
+        for st in _RUN_STATUSES:
+            if st in runs:
+                count, at = runs[st]
+                run_labels = f'{check},status="{st}",{type_}'
+                total_line = f"{RUNS}{{{run_labels}}} {_count(int(count))}\n"
+                run_lines.append(total_line)
+                om_lines.append(total_line)
+                if created:
+                    created_line = f"sre_agent_check_runs_created{{{run_labels}}} {g(at)}\n"
+                    created_lines.append(created_line)
+                    om_lines.append(created_line)
+        chunks[RUNS] = "".join(run_lines)
+        if created:
+            dur_created = f"{DURATION}_created{{{check},{type_}}} {g(since)}\n"
+            chunks[DURATION + "@created"] = dur_created
+            chunks[DURATION + "@om"] = chunks[DURATION] + dur_created
+            chunks[RUNS + "@created"] = "".join(created_lines)
+            chunks[RUNS + "@om"] = "".join(om_lines)
+        return {key: text.encode("utf-8") for key, text in chunks.items()}
+
+    def _family_headers(self, openmetrics: bool) -> dict[str, bytes]:
+        """`# HELP` / `# TYPE` lines of each family, as prometheus_client prints them (computed once per format)."""
+        headers = self._headers.get(openmetrics)
+        if headers is None:
+            generate = openmetrics_exposition.generate_latest if openmetrics else prometheus_client.generate_latest
+            empty: dict[str, Metric] = {name: catalogue.gauge_family(name) for name in RESULT_GAUGES}
+            empty.update({name: _family(name, fam) for name, fam in self._families.items()})
+            empty[DURATION] = self._duration_family()
+            empty[RUNS] = self._runs_family()
+            headers = {name: generate(_Only(fam)).removesuffix(_OM_EOF) for name, fam in empty.items()}
+            self._headers[openmetrics] = headers
+        return headers
+
+    def _created_header(self, key: str) -> bytes:
+        d = catalogue.get(key)
+        name = d.client_name + "_created"
+        doc = d.help.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {name} {doc}\n# TYPE {name} gauge\n".encode()
+
+
+def _count(n: int) -> str:
+    """floatToGoString of a whole count, without the float round trip below a million (Go switches to e+06)."""
+    return f"{n}.0" if 0 <= n < 1_000_000 else floatToGoString(n)
+
+
+class _Only:
+    """A collector of one family, to have prometheus_client print that family's header."""
+
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._metric
 
 
 def _family(name: str, fam: MetricFamily) -> Metric:
@@ -93,12 +345,12 @@ def _family(name: str, fam: MetricFamily) -> Metric:
 class Metrics:
     """Every metric of the agent core, registered on one injected registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, families: dict[str, MetricFamily] | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, families: dict[str, MetricFamily] | None = None,
+                 created_series: bool = False) -> None:
+        set_created_series(created_series)
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self.results = _LatestResults(families if families is not None else check_type_families())
+        self.results = CheckSeries(families if families is not None else check_type_families())
         self.registry.register(self.results)
-        self.duration = catalogue.histogram("sre_agent_check_duration_seconds", self.registry)
-        self.runs = catalogue.counter("sre_agent_check_runs_total", self.registry)
         self.build_info = catalogue.gauge("sre_agent_build_info", self.registry)
         self.build_info.labels(__version__).set(1)
         self.reload_ok = catalogue.gauge("sre_agent_config_last_reload_successful", self.registry)
@@ -116,19 +368,18 @@ class Metrics:
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)
-        self.duration.labels(result.check, result.type).observe(result.duration_seconds)
-        self.runs.labels(result.check, result.type, result.status.name).inc()
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """(/metrics body, its Content-Type) for a request's Accept header: OpenMetrics or the text format."""
+        encoder, content_type = choose_encoder(accept or "")
+        return self.results.render(self.registry, encoder, content_type.startswith("application/openmetrics-text")), \
+            content_type
 
     def forget(self, check: str, type_: str) -> None:
         """Drop every series of a check removed by a reload."""
         self.results.forget(check)
         with contextlib.suppress(KeyError):
             self.skipped.remove(check)
-        with contextlib.suppress(KeyError):
-            self.duration.remove(check, type_)
-        for status in ("OK", "WARNING", "CRITICAL", "UNKNOWN"):
-            with contextlib.suppress(KeyError):
-                self.runs.remove(check, type_, status)
 
     def config_loaded(self, ok: bool, when: float) -> None:
         self.reload_ok.set(1 if ok else 0)

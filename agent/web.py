@@ -34,7 +34,7 @@ import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiohttp import web
 
@@ -245,7 +245,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self._probe_checked = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, but not always an asyncio.Transport subclass (uvloop's are its own classes).
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         guard = self._guard
         pool = guard.admit()

@@ -27,7 +27,7 @@ def render() -> str:
     from agent.catalogue import CATALOGUE
 
     lines = [START, "", "Generated from `agent/catalogue.py` by `scripts/gen_metrics_docs.py`. Counters and "
-             "histograms also expose prometheus_client's `<name>_created` (without `_total`).", "",
+             "histograms expose prometheus_client's `<name>_created` (without `_total`) only with `agent.created_series: true`.", "",
              "| metric | type | unit | labels | emitted by | description |", "|---|---|---|---|---|---|"]
     for d in CATALOGUE.values():
         labels = ", ".join(d.labels) + (" + the check's labels" if d.check_labels else "")

@@ -135,3 +135,15 @@ def test_commands_talking_to_the_agent_need_only_its_address(tmp_path: Path) -> 
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_starting_the_cli_does_not_import_what_only_some_commands_use() -> None:
+    """`sre-agent check` pays the import of every module `agent.cli` pulls in: keep httpx (API commands),
+    rule generation and dashboards out of it until their command runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, agent.cli; print(','.join(m for m in ('httpx', 'agent.codegen.rules', 'agent.codegen.dashboards',"
+            " 'grafanalib', 'kubernetes') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "", f"imported at start-up: {proc.stdout.strip()}"

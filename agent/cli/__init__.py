@@ -51,7 +51,8 @@ def run(config_path: str | None, log_level: str | None) -> None:
     config = load_or_exit(config_path)
     logs.setup(log_level or config.agent.log_level, config.agent.log_format)
     try:
-        code = asyncio.run(run_agent(config_path))
+        with asyncio.Runner(loop_factory=_loop_factory(config)) as runner:
+            code = runner.run(run_agent(config_path))
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(f"  {issue}", err=True)
@@ -100,7 +101,8 @@ def check(config_path: str | None, names: tuple[str, ...], run_all: bool, tags: 
         click.echo("name one or more checks, or pass --tag, --suite, --label or --all. Checks: " + ", ".join(known), err=True)
         sys.exit(3)
     try:
-        report = asyncio.run(run_selection(config, selection))
+        with asyncio.Runner(loop_factory=_loop_factory(config)) as runner:
+            report = runner.run(run_selection(config, selection))
     except SelectionError as exc:
         click.echo(str(exc), err=True)
         sys.exit(3)
@@ -144,6 +146,17 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
             raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
         out[key.strip()] = val
     return out
+
+
+def _loop_factory(config: Any) -> Any:
+    """uvloop or the standard loop, as `agent.event_loop` says; exit 2 when it names a loop that is missing."""
+    from agent.eventloop import loop_factory
+
+    try:
+        return loop_factory(config.agent.event_loop)
+    except RuntimeError as exc:
+        click.echo(f"config invalid: {exc}", err=True)
+        sys.exit(2)
 
 
 def _write_atomically(path: Path, text: str) -> None:

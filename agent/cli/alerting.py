@@ -17,10 +17,9 @@ from datetime import datetime
 from typing import Any
 
 import click
-import httpx
 
 DEFAULT_URL = "http://127.0.0.1:9108"
-TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS = 10.0, 3.0
 SILENCE_PAGE = 500
 
 
@@ -42,9 +41,12 @@ def _base_url(url: str | None, config_path: str | None) -> str:
 
 
 def _request(method: str, base: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+    import httpx  # here, not at module level: every `sre-agent` command would pay its import
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, base + path, headers=headers, timeout=TIMEOUT, **kwargs)
+        response = httpx.request(method, base + path, headers=headers,
+                                 timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS), **kwargs)
     except httpx.HTTPError as exc:
         click.echo(f"cannot reach the agent at {base}: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import click
 
-from agent.codegen.rules import build_rules, write_rules
-
 PROMTOOL_TIMEOUT = 60.0
 
 
@@ -43,6 +41,7 @@ def register(main: click.Group) -> None:
     def build(config_path: str | None, out_dir: str) -> None:
         """Write one rule file per SLO (slo-<name>.yml) plus sre-agent-checks.yml."""
         from agent.cli.common import load_or_exit
+        from agent.codegen.rules import build_rules, write_rules
 
         files = build_rules(load_or_exit(config_path))
         written, removed = write_rules(files, out_dir)
@@ -60,6 +59,7 @@ def register(main: click.Group) -> None:
     def check(config_path: str | None, against: str | None) -> None:
         """Validate the generated rules with promtool (exit 1 on errors or drift)."""
         from agent.cli.common import load_or_exit
+        from agent.codegen.rules import build_rules, write_rules
 
         files = build_rules(load_or_exit(config_path))
         failed = False
