@@ -46,13 +46,14 @@ async def test_every_reload_releases_freed_memory(tmp_path: Path, monkeypatch: p
                     "checks:\n  - {name: t, type: tcp, host: 127.0.0.1, port: 9, interval: 1h}\n")
     agent = daemon.Agent(good)
     await agent.start()
+    at_start = len(calls)  # start-up releases what loading the config freed, too
     try:
         assert (await agent.reload())[0] is True
         good.write_text("checks:\n  - {name: NOT-VALID, type: tcp}\n")
         assert (await agent.reload())[0] is False  # a rejected reload frees its garbage too
     finally:
         await agent.stop()
-    assert len(calls) == 2
+    assert len(calls) - at_start == 2
 
 
 def test_malloc_trim_is_found_where_glibc_is() -> None:
