@@ -17,6 +17,9 @@ from pydantic_core import PydanticUndefined
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _readme import update_block  # noqa: E402
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
@@ -125,21 +128,7 @@ def render() -> str:
 
 
 def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        print("README.md has no config-reference markers", file=sys.stderr)
-        return 1
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = head + render() + tail
-    if "--check" in sys.argv:
-        if new != text:
-            print("README.md config reference is stale: run scripts/gen_config_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(new)
-    return 0
+    return update_block(START, END, render, "config reference", "gen_config_docs.py")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _readme import update_block  # noqa: E402
 
 START, END = "<!-- metrics-reference:start -->", "<!-- metrics-reference:end -->"
 
@@ -40,21 +43,7 @@ def render() -> str:
 
 
 def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        print("README.md has no metrics-reference markers", file=sys.stderr)
-        return 1
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = head + render() + tail
-    if "--check" in sys.argv:
-        if new != text:
-            print("README.md metrics table is stale: run scripts/gen_metrics_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(new)
-    return 0
+    return update_block(START, END, render, "metrics table", "gen_metrics_docs.py")
 
 
 if __name__ == "__main__":

@@ -190,19 +190,8 @@ def _summary(alert: Alert) -> str:
 
 def _fields(alert: Alert, now: float) -> list[tuple[str, str]]:
     """What an on-call person looks at first, then observations and labels (as in the Slack message)."""
-    if alert.state == AlertState.RESOLVED:
-        items = [("Status", render.status_text(alert)), ("Lasted", render.lasted(alert, now) or "unknown"),
-                 ("Severity", alert.severity.value)]
-    elif alert.state == AlertState.MOVED and alert.moved_to is not None:
-        items = [("Severity", f"{alert.severity.value} (was {alert.moved_to.previous.value})"),
-                 ("Status", alert.status.name), ("Now with", ", ".join(alert.moved_to.receivers))]
-    else:
-        items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
-        if alert.moved_from is not None:
-            items.append((f"{alert.moved_from.direction.capitalize()} from",
-                          f"{alert.moved_from.previous.value} ({', '.join(alert.moved_from.receivers)})"))
-    items += render.observation_pairs(alert.observations)
-    return items + [(k, v) for k, v in sorted(alert.labels.items())]
+    return [*render.head_facts(alert, now), *render.observation_pairs(alert.observations),
+            *sorted(alert.labels.items())]
 
 
 def _links(alert: Alert) -> list[tuple[str, str]]:

@@ -201,3 +201,19 @@ def check_template(template: str) -> str:
 
 def render_template(template: str, alert: Alert) -> str:
     return template.format_map(_Missing(template_fields(alert)))
+
+
+def head_facts(alert: Alert, now: float) -> list[tuple[str, str]]:
+    """What an on-call person looks at first in a single-alert message (Slack fields, email table)."""
+    if alert.state == AlertState.RESOLVED:
+        items = [("Status", status_text(alert)), ("Lasted", lasted(alert, now) or "unknown"),
+                 ("Severity", alert.severity.value)]
+    elif alert.state == AlertState.MOVED and alert.moved_to is not None:
+        items = [("Severity", f"{alert.severity.value} (was {alert.moved_to.previous.value})"),
+                 ("Status", alert.status.name), ("Now with", ", ".join(alert.moved_to.receivers))]
+    else:
+        items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
+        if alert.moved_from is not None:
+            items.append((f"{alert.moved_from.direction.capitalize()} from",
+                          f"{alert.moved_from.previous.value} ({', '.join(alert.moved_from.receivers)})"))
+    return items

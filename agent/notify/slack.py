@@ -124,19 +124,7 @@ def _title(alert: Alert) -> str:
 
 
 def _facts(alert: Alert, now: float) -> list[tuple[str, str]]:
-    """The field pairs of a single-alert message: what an on-call person looks at first."""
-    if alert.state == AlertState.RESOLVED:
-        items = [("Status", render.status_text(alert)), ("Lasted", render.lasted(alert, now) or "unknown"),
-                 ("Severity", alert.severity.value)]
-    elif alert.state == AlertState.MOVED and alert.moved_to is not None:
-        items = [("Severity", f"{alert.severity.value} (was {alert.moved_to.previous.value})"),
-                 ("Status", alert.status.name), ("Now with", ", ".join(alert.moved_to.receivers))]
-    else:
-        items = [("Severity", alert.severity.value), ("Status", alert.status.name)]
-        if alert.moved_from is not None:
-            items.append((f"{alert.moved_from.direction.capitalize()} from",
-                          f"{alert.moved_from.previous.value} ({', '.join(alert.moved_from.receivers)})"))
-    return items
+    return render.head_facts(alert, now)
 
 
 def _buttons(alert: Alert) -> dict[str, Any] | None:
