@@ -365,6 +365,14 @@ class Metrics:
         for reason in API_REJECT_REASONS:
             self.api_rejected.labels(reason)
         self.api_connections = catalogue.gauge("sre_agent_api_connections", self.registry)
+        self.buffer_dropped = catalogue.counter("sre_agent_store_buffer_dropped_total", self.registry)
+        for kind in ("result", "notification"):
+            self.buffer_dropped.labels(kind)
+        self.cluster_members = catalogue.gauge("sre_agent_cluster_members", self.registry)
+        self.cluster_members.set(1)
+        self.shard_checks = catalogue.gauge("sre_agent_shard_checks", self.registry)
+        self.lease_age = catalogue.gauge("sre_agent_cluster_lease_age_seconds", self.registry)
+        self.location_status = catalogue.gauge("sre_agent_check_location_status", self.registry)
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)
@@ -376,8 +384,11 @@ class Metrics:
             content_type
 
     def forget(self, check: str, type_: str) -> None:
-        """Drop every series of a check removed by a reload."""
+        """Drop every series of a check removed by a reload (or moved to another replica)."""
         self.results.forget(check)
+        for labels in [k for k in self.location_status._metrics if k[0] == check]:
+            with contextlib.suppress(KeyError):
+                self.location_status.remove(*labels)
         with contextlib.suppress(KeyError):
             self.skipped.remove(check)
 
