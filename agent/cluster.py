@@ -8,6 +8,11 @@ members moves about 1/N of the checks and nothing else. Static sharding
 (`agent.shard: {index, count}`) replaces the member list with the shards
 `shard-0 .. shard-<count-1>` and heartbeats nothing.
 
+Heartbeats run on a thread of their own, with a store connection of their
+own (`HeartbeatThread`): a replica whose event loop is busy running checks
+keeps its lease, so a loaded replica is not taken for a dead one and its
+checks do not flap between replicas.
+
 A replica that cannot heartbeat for a whole lease has lost it: it keeps
 running the checks it has (nobody may be able to take them), takes no new
 ones, and says so (`/readyz`, `sre_agent_cluster_lease_age_seconds`). When the
@@ -24,10 +29,12 @@ as unknown, not failed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,4 +186,52 @@ class Cluster:
                             redact(str(exc)))
 
 
-__all__ = ["Cluster", "Member", "Verdict", "combine", "default_name", "placement", "ranking"]
+class HeartbeatThread:
+    """Runs `Cluster.beat()` (and `on_beat` after each that got through) every `beat_every` on a thread
+    with its own event loop and its own store (`make_store()`, opened and closed there)."""
+
+    def __init__(self, cluster: Cluster, make_store: Callable[[], Store],
+                 on_beat: Callable[[Store], object] | None = None) -> None:
+        self.cluster = cluster
+        self.make_store = make_store
+        self.on_beat = on_beat
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="sre-agent-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        store = self.make_store()
+        opened = False
+        try:
+            while not self._stop.is_set():
+                if not opened:
+                    try:
+                        await store.open()
+                        opened = True
+                    except Exception as exc:
+                        log.debug("heartbeat store not reachable yet: %s", redact(str(exc)))
+                if opened:
+                    self.cluster.store = store
+                    try:
+                        if await self.cluster.beat() and self.on_beat is not None:
+                            result = self.on_beat(store)
+                            if asyncio.iscoroutine(result):
+                                await result
+                    except Exception as exc:
+                        log.error("heartbeat failed: %s", redact(str(exc)))
+                await asyncio.to_thread(self._stop.wait, self.cluster.beat_every)
+        finally:
+            if opened:
+                await store.close()
+
+
+__all__ = ["Cluster", "HeartbeatThread", "Member", "Verdict", "combine", "default_name", "placement", "ranking"]

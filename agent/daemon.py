@@ -36,7 +36,7 @@ from aiohttp import web
 
 from agent import __version__
 from agent.check import CheckConfig
-from agent.cluster import Cluster, combine, default_name
+from agent.cluster import Cluster, HeartbeatThread, combine, default_name
 from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
 from agent.core import CheckResult
@@ -159,6 +159,8 @@ class Agent:
         #: replicas: checks whose alert state this replica owns (a subset of those it schedules)
         self.owned: set[str] = set()
         self._cluster_task: asyncio.Task[None] | None = None
+        self._heartbeats: HeartbeatThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._rebalance_lock = asyncio.Lock()
         self._location_results: dict[str, LocationResult] = {}
         self._combined: dict[str, CheckResult] = {}
@@ -217,6 +219,9 @@ class Agent:
         await self._serve()
         self.scheduler.start()
         if self.sharded:
+            self._loop = asyncio.get_running_loop()
+            self._heartbeats = HeartbeatThread(self.cluster, self._heartbeat_store, self._renew_claims)
+            self._heartbeats.start()
             self._cluster_task = asyncio.create_task(self._cluster_loop(), name="cluster")
         # Config models, checks and metric children live as long as the process:
         # keep them out of every GC pass, and collect less often (full passes over
@@ -276,30 +281,51 @@ class Agent:
         self.port = site.sockets[0].getsockname()[1] if site.sockets else port
 
     # -- replicas ------------------------------------------------------------------------
+    def _heartbeat_store(self) -> Store:
+        """The heartbeat thread's own connection to agent.state."""
+        assert self.config is not None and self.store is not None
+        cfg = self.config.agent
+        password = cfg.state_password.get_secret_value() if cfg.state_password is not None else None
+        store = store_for_state(cfg.state, cfg.state_dir, cfg.history_retention.total_seconds(), password=password)
+        store.member, store.claim_lease = self.store.member, self.store.claim_lease
+        return store
+
     async def _cluster_loop(self) -> None:
         assert self.cluster is not None
-        while True:
-            await asyncio.sleep(self.cluster.beat_every)
-            try:
-                if await self.cluster.beat():
-                    await self._renew_claims()
-                await self._rebalance()
-                await self._publish_locations()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("cluster step failed (retried in %.1fs): %s", self.cluster.beat_every, redact(str(exc)))
+        try:
+            while True:
+                await asyncio.sleep(self.cluster.beat_every)
+                try:
+                    await self._rebalance()
+                    await self._publish_locations()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.error("cluster step failed (retried in %.1fs): %s", self.cluster.beat_every, redact(str(exc)))
+                self._cluster_metrics()
+        finally:
             self._cluster_metrics()
 
-    async def _renew_claims(self) -> None:
-        """Extend this replica's outbox claims; the workers may send until shortly before they run out."""
-        assert self.store is not None
+    async def _renew_claims(self, store: Store | None = None) -> None:
+        """Extend this replica's outbox claims; the workers may send until shortly before they run out.
+
+        Called on the heartbeat thread with its store (then the workers hear of it on the main loop)."""
+        store = store or self.store
+        assert store is not None
         started = time.monotonic()
-        await self.store.outbox_renew()
-        until = started + self.store.claim_lease * 0.75
-        for component in self.components:
-            if hasattr(component, "claims_renewed"):
-                component.claims_renewed(until)
+        await store.outbox_renew()
+        until = started + store.claim_lease * 0.75
+
+        def tell() -> None:
+            for component in self.components:
+                if hasattr(component, "claims_renewed"):
+                    component.claims_renewed(until)
+
+        if store is self.store:
+            tell()
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(tell)
 
     def _cluster_metrics(self) -> None:
         cluster = self.cluster
@@ -332,10 +358,13 @@ class Agent:
                 if me in where:
                     run.add(name)
             engine = self._alerting()
+            started = time.monotonic()
             lose = self.owned - primary
             if lose:
                 for name in lose - run:
                     await self._unschedule(name)
+                for name in lose & run:  # still one of its locations: the combined status is the new owner's
+                    self.metrics.results.forget(name)
                 if engine is not None:
                     await engine.release(lose)
                 else:
@@ -351,9 +380,13 @@ class Agent:
             for name in list(self.scheduler.checks):
                 if name not in want:
                     await self._unschedule(name)
-            for name in sorted(want - set(self.scheduler.checks)):
+            added = sorted(want - set(self.scheduler.checks))
+            for name in added:
                 self.scheduler.add(get_type(enabled[name].type)(enabled[name], self.context))
             self.metrics.shard_checks.set(len(self.scheduler.checks))
+            if lose or gain:
+                log.info("rebalanced in %.2fs: gave up %d checks, took %d (%d asked for), running %d", time.monotonic()
+                         - started, len(lose), len(self.owned & gain), len(gain), len(self.scheduler.checks))
 
     async def _unschedule(self, name: str) -> None:
         assert self.scheduler is not None
@@ -507,6 +540,11 @@ class Agent:
             self._cluster_task.cancel()
             await asyncio.gather(self._cluster_task, return_exceptions=True)
             self._cluster_task = None
+        if self._heartbeats is not None:
+            await asyncio.to_thread(self._heartbeats.stop)
+            self._heartbeats = None
+            if self.cluster is not None:
+                self.cluster.store = self.store
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         for component in reversed(self.components):
