@@ -283,10 +283,8 @@ class Agent:
     # -- replicas ------------------------------------------------------------------------
     def _heartbeat_store(self) -> Store:
         """The heartbeat thread's own connection to agent.state."""
-        assert self.config is not None and self.store is not None
-        cfg = self.config.agent
-        password = cfg.state_password.get_secret_value() if cfg.state_password is not None else None
-        store = store_for_state(cfg.state, cfg.state_dir, cfg.history_retention.total_seconds(), password=password)
+        assert self.store is not None
+        store = self._open_state()
         store.member, store.claim_lease = self.store.member, self.store.claim_lease
         return store
 

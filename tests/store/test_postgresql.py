@@ -71,3 +71,27 @@ async def test_a_claim_that_is_not_renewed_runs_out(two: tuple[Store, Store]) ->
     assert await a.outbox_delete_many([held]) == []  # b holds it now
     assert await b.outbox_delete_many([taken]) == [taken]
     assert await a.outbox_rows() == []
+
+
+async def test_results_are_held_within_the_buffer_while_the_server_is_unreachable() -> None:
+    from agent.core import CheckResult, Status
+    from agent.store.postgresql import PostgresStore
+
+    store = PostgresStore("postgresql://nobody@127.0.0.1:1/none")  # never opened: every write fails
+    dropped: list[int] = []
+    store.buffer_limit, store.on_drop = 100, dropped.append
+    for i in range(150):
+        store.add_result(CheckResult(status=Status.OK, summary="ok", check="api", type="t", timestamp=NOW + i))
+    await store.flush()  # fails, keeps them
+    assert store.buffered == 100 and sum(dropped) == 50
+    assert store._pending[0][1] == NOW + 50  # the oldest went first
+
+
+async def test_a_connection_error_never_shows_the_password() -> None:
+    from agent.store.postgresql import PostgresStore
+
+    store = PostgresStore("postgresql://sre:Inline-Secret-77@127.0.0.1:1/db", password="Apart-Secret-88")
+    with pytest.raises(OSError) as err:
+        await store.open()
+    assert "Inline-Secret-77" not in str(err.value) and "Apart-Secret-88" not in str(err.value)
+    assert "127.0.0.1:1" in str(err.value) and "Inline-Secret-77" not in repr(store)
