@@ -127,7 +127,7 @@ class Cluster:
             self.members = {name: location}
         self._last_ok = clock()
         self._lost = False
-        self._settle_until = clock() if self.static else clock() + 0.0
+        self._settle_until = clock()
         self.changes = 0
 
     @property
@@ -157,8 +157,8 @@ class Cluster:
         except Exception as exc:
             if not self._lost and self.lease_age > self.lease:
                 self._lost = True
-                log.error("replica %s lost its lease (no heartbeat for %.1fs): keeping its %s checks, taking no new "
-                          "ones until the state store answers: %s", self.name, self.lease_age, "current",
+                log.error("replica %s lost its lease (no heartbeat for %.1fs): it keeps running its checks and "
+                          "takes no new ones until the state store answers: %s", self.name, self.lease_age,
                           redact(str(exc)))
             return False
         if self._lost or self.lease_age > self.lease:
@@ -211,6 +211,7 @@ class HeartbeatThread:
     async def _loop(self) -> None:
         store = self.make_store()
         opened = False
+        shared = self.cluster.store
         try:
             while not self._stop.is_set():
                 if not opened:
@@ -220,7 +221,7 @@ class HeartbeatThread:
                     except Exception as exc:
                         log.debug("heartbeat store not reachable yet: %s", redact(str(exc)))
                 if opened:
-                    self.cluster.store = store
+                    self.cluster.store = store  # the main loop's store stays free for its own work
                     try:
                         if await self.cluster.beat() and self.on_beat is not None:
                             result = self.on_beat(store)
@@ -230,6 +231,7 @@ class HeartbeatThread:
                         log.error("heartbeat failed: %s", redact(str(exc)))
                 await asyncio.to_thread(self._stop.wait, self.cluster.beat_every)
         finally:
+            self.cluster.store = shared
             if opened:
                 await store.close()
 

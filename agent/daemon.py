@@ -46,7 +46,7 @@ from agent.registry import get_type, sections
 from agent.runner import build_checks, close_shared
 from agent.scheduler import Scheduler
 from agent.secrets import redact
-from agent.store import LocationResult, Store, StoreSchemaError
+from agent.store import AlertChanges, LocationResult, Store, StoreSchemaError
 from agent.store import for_state as store_for_state
 from agent.web import (
     KEEPALIVE_TIMEOUT,
@@ -495,10 +495,12 @@ class Agent:
                 log.error("reload rejected: %s", problem, exc_info=log.isEnabledFor(logging.DEBUG))
                 return False, [problem]
             assert self.scheduler is not None and self.config is not None and self.store is not None
-            if new.agent.listen != self.config.agent.listen or new.agent.state_dir != self.config.agent.state_dir:
-                log.warning("agent.listen / agent.state_dir changes need a restart; keeping the running values")
-                new = new.model_copy(update={"agent": new.agent.model_copy(
-                    update={"listen": self.config.agent.listen, "state_dir": self.config.agent.state_dir})})
+            fixed = ("listen", "state_dir", "state", "state_password", "replica", "shard", "location")
+            running = {k: getattr(self.config.agent, k) for k in fixed}
+            if any(getattr(new.agent, k) != v for k, v in running.items()):
+                log.warning("changes of agent.%s need a restart; keeping the running values", ", agent.".join(
+                    k for k, v in running.items() if getattr(new.agent, k) != v))
+                new = new.model_copy(update={"agent": new.agent.model_copy(update=running)})
             old_checks = {c.name: c for c in self.config.all_checks()}
             new_checks = {c.name: c for c in new.all_checks() if c.enabled}
             self.config = new
@@ -569,9 +571,8 @@ class Agent:
         log.info("sre-agent stopped")
 
 
-def _release(owner: str, checks: set[str]) -> Any:
-    from agent.store import AlertChanges
-
+def _release(owner: str, checks: set[str]) -> AlertChanges:
+    """Give up checks without an alerting component (nothing else to write with the release)."""
     return AlertChanges(owner=owner, release=sorted(checks))
 
 

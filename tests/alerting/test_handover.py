@@ -143,3 +143,27 @@ async def test_notifications_wait_in_memory_while_the_store_is_down_within_the_b
     assert sorted(c for c, _, _ in receivers["pager"].events()) == ["c2", "c3", "c4"]
     await engine.stop()
     await store.close()
+
+
+async def test_a_silence_made_through_one_replica_applies_on_the_other(tmp_path):
+    from agent.alerting.silences import Silence
+
+    clock, receivers = FakeClock(), Receivers()
+    store = await open_store(tmp_path)
+    a = await replica(tmp_path, store, clock, receivers, "a")
+    b = await replica(tmp_path, store, clock, receivers, "b")
+    await own(store, b, ["api"], ["a", "b"])
+    await a.add_silence(Silence(id="s1", matchers={"check": "api"}, starts_at=clock.now - 1, ends_at=clock.now + 3600,
+                                created_by="ops", comment="deploy", source="api", created_at=clock.now))
+    await b.refresh_shared()  # what b's background task does every SHARED_REFRESH seconds
+    await feed(b, clock, "api", [C, C])
+    await wait(b, clock, 10)
+    assert receivers["pager"].received == []  # silenced on b too
+    assert [r.suppressed_by for r in b.records.values()] == ["silence:s1"]
+    await a.expire_silence("s1")
+    await b.refresh_shared()
+    await wait(b, clock, 10)
+    assert [c for c, _, _ in receivers["pager"].events()] == ["api"]
+    await a.stop()
+    await b.stop()
+    await store.close()
