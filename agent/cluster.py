@@ -129,6 +129,8 @@ class Cluster:
         self._lost = False
         self._settle_until = clock()
         self.changes = 0
+        #: set when the lease came back after running out: the others may have taken checks meanwhile
+        self.rejoined = False
 
     @property
     def beat_every(self) -> float:
@@ -163,6 +165,7 @@ class Cluster:
             return False
         if self._lost or self.lease_age > self.lease:
             self._settle_until = self.clock() + self.lease
+            self.rejoined = True
             log.warning("replica %s is back in the cluster; acting on the member list in %.0fs", self.name, self.lease)
         self._lost = False
         self._last_ok = self.clock()

@@ -59,6 +59,9 @@ from agent.web import (
 )
 
 log = logging.getLogger("sre_agent")
+#: a replica re-claims the checks it holds every this many rebalances (and after a lost lease), so an
+#: ownership it lost while cut off from the store is found out
+VERIFY_EVERY = 20
 
 
 class Component(Protocol):
@@ -162,6 +165,7 @@ class Agent:
         self._heartbeats: HeartbeatThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rebalance_lock = asyncio.Lock()
+        self._rebalances = 0
         self._location_results: dict[str, LocationResult] = {}
         self._combined: dict[str, CheckResult] = {}
 
@@ -357,6 +361,18 @@ class Agent:
                     run.add(name)
             engine = self._alerting()
             started = time.monotonic()
+            self._rebalances += 1
+            if self.owned and (self.cluster.rejoined or self._rebalances % VERIFY_EVERY == 0):
+                # after a lost lease the others may have taken checks: hold only what the store says is ours
+                self.cluster.rejoined = False
+                still = await self.store.claim_checks(me, self.owned, list(self.cluster.members))
+                taken = self.owned - still
+                if taken:
+                    for name in taken - run:
+                        await self._unschedule(name)
+                    if engine is not None:
+                        await engine.forget(taken)
+                    self.owned -= taken
             lose = self.owned - primary
             if lose:
                 for name in lose - run:

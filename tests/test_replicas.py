@@ -311,7 +311,8 @@ def test_kill_9_during_a_receiver_outage_moves_checks_and_loses_nothing(replicas
     time.sleep(2)  # room for a second page to show up
     for check in bad:
         sent = [r for r in alerts_for(world, check) if r["body"]["status"] == "firing"]
-        assert len({r["key"] for r in sent}) == 1, (check, [r["key"] for r in sent])  # one row, retried
+        assert len({r["key"] for r in sent}) == 1, (check, victim, [  # one row, retried
+            (r["key"], r["accepted"], [(a["state"], a["starts_at"]) for a in r["body"]["alerts"]]) for r in sent])
         assert len({a["dedup_key"] for r in sent for a in r["body"]["alerts"]}) == 1
 
 

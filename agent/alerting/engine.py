@@ -635,6 +635,30 @@ class AlertingEngine:
                 self.metrics.set_alert_counts(self._counts)
                 self._counts_changed = False
 
+    async def forget(self, checks: Iterable[str]) -> None:
+        """Another replica owns these checks now (taken while this one had lost its lease): drop what
+        this replica held of them, writing nothing about them (the new owner's state is in the store)."""
+        gone = set(checks) & (self.owned or set())
+        if not gone or self.owned is None:
+            return
+        async with self._lock:
+            for check in gone:
+                for key in list(self._by_check.get(check, ())):
+                    self.dispatcher.release(key)
+                    self._forget_record(key)
+                    self._uncommitted.records.pop(key, None)
+                self.statuses.pop(check, None)
+                self._uncommitted.statuses.pop(check, None)
+            self.owned -= gone
+            batch = state.Batch()
+            groups, deleted = self.dispatcher.take_changes()
+            batch.groups.update({g.key: g for g in groups})
+            batch.deleted_groups.update(set(deleted) - set(batch.groups))
+            self._mute_all = True
+            await self._commit(batch)
+        log.warning("alerting: %d checks were taken over by another replica while this one had lost its lease",
+                    len(gone))
+
     async def refresh_shared(self) -> None:
         """Re-read silences (any replica's API writes them) and the outbox depth from the shared store."""
         snap = await self.store.load_alert_state(checks=[], groups=False)

@@ -65,7 +65,8 @@ class OutboxRow(OutboxEntry):
     @classmethod
     def for_notification(cls, n: Notification) -> OutboxRow:
         return cls(receiver=n.receiver, group_key=n.group_key, idempotency_key=n.idempotency_key,
-                   created_at=n.created_at, payload=encode(n), next_attempt_at=n.created_at)
+                   created_at=n.created_at, payload=encode(n), next_attempt_at=n.created_at,
+                   checks=tuple(sorted({a.check for a in n.alerts})))
 
     @classmethod
     def of(cls, e: OutboxEntry) -> OutboxRow:

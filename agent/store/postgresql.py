@@ -69,6 +69,9 @@ CONNECT_TIMEOUT = 5
 POOL_TIMEOUT = 5.0
 STATEMENT_TIMEOUT_MS = 15_000
 POOL_SIZE = 6
+#: the pool's reconnection backs off exponentially while it lasts: a short one, so the next use of the
+#: store after an outage connects at once instead of waiting out a backoff grown to minutes
+RECONNECT_TIMEOUT = 3.0
 #: any constants: advisory locks that serialise migrations of replicas starting together, and pruning
 _MIGRATION_LOCK = 0x5E_A6E7
 _PRUNE_LOCK = 0x5E_A6E8
@@ -130,14 +133,17 @@ def _outbox_entry(r: Sequence[Any]) -> OutboxEntry:
 Conn = psycopg.AsyncConnection[Any]
 
 
-async def _insert_outbox(conn: Conn, rows: Sequence[OutboxEntry]) -> None:
+async def _insert_outbox(conn: Conn, rows: Sequence[OutboxEntry], owner: str | None = None) -> None:
     for row in rows:
+        fenced = bool(owner and row.checks)
         cur = await conn.execute(
             "INSERT INTO alert_outbox(receiver, group_key, idempotency_key, transition_key, created_at, attempts, "
-            "next_attempt_at, last_error, payload) VALUES(%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (transition_key) DO NOTHING RETURNING id",
+            "next_attempt_at, last_error, payload) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            + (" WHERE NOT EXISTS (SELECT 1 FROM check_owners WHERE check_name = ANY(%s) AND owner<>%s)" if fenced else "")
+            + " ON CONFLICT (transition_key) DO NOTHING RETURNING id",
             (row.receiver, row.group_key, row.idempotency_key, row.transition_key, row.created_at, row.attempts,
-             row.next_attempt_at, row.last_error, json.dumps(row.payload)))
+             row.next_attempt_at, row.last_error, json.dumps(row.payload),
+             *((list(row.checks), owner) if fenced else ())))
         found = await cur.fetchone()
         row.id = int(found[0]) if found else None
 
@@ -157,6 +163,10 @@ async def _save_silence(conn: Conn, silence: SilenceDoc) -> None:
     await conn.execute("INSERT INTO alert_silences(id, source, ends_at, data) VALUES(%s, %s, %s, %s) "
                        "ON CONFLICT(id) DO UPDATE SET ends_at=excluded.ends_at, data=excluded.data",
                        (silence.id, silence.source, silence.ends_at, json.dumps(doc_dict(silence.doc))))
+
+
+def _reconnect_failed(pool: AsyncConnectionPool[Any]) -> None:
+    log.debug("state store pool %s: server unreachable; reconnecting on the next use", pool.name)
 
 
 class PostgresStore(Store):
@@ -197,7 +207,8 @@ class PostgresStore(Store):
             kwargs["password"] = self._password
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT, kwargs=kwargs, open=False,
-            check=AsyncConnectionPool.check_connection, reconnect_timeout=365 * 86400.0, name="sre-agent-store")
+            check=AsyncConnectionPool.check_connection, reconnect_timeout=RECONNECT_TIMEOUT,
+            reconnect_failed=_reconnect_failed, name="sre-agent-store")
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT + 5)
         except Exception as exc:
@@ -513,7 +524,7 @@ class PostgresStore(Store):
                         (check, int(status), ts, *fenced(check)))
                 for incident in changes.incidents:
                     await _save_incident(conn, incident)
-                await _insert_outbox(conn, changes.outbox)
+                await _insert_outbox(conn, changes.outbox, owner)
                 if changes.release and owner:
                     await conn.execute("DELETE FROM check_owners WHERE owner=%s AND check_name = ANY(%s)",
                                        (owner, list(changes.release)))

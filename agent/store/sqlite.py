@@ -172,8 +172,13 @@ def _delete_rollup(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) 
     return int(lost)
 
 
-def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry]) -> None:
+def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry], others: Collection[str] = ()) -> None:
+    """Insert rows, setting `id`; a row of a transition already queued, or about a check in `others`
+    (owned by another replica), is not inserted and keeps `id` None."""
     for row in rows:
+        if others and any(c in others for c in row.checks):
+            row.id = None
+            continue
         cur = conn.execute(
             "INSERT INTO alert_outbox(receiver, group_key, idempotency_key, transition_key, created_at, attempts, "
             "next_attempt_at, last_error, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -546,7 +551,7 @@ class SqliteStore(Store):
                              (check, int(status), ts))
             for incident in changes.incidents:
                 _save_incident(conn, incident)
-            _insert_outbox(conn, changes.outbox)
+            _insert_outbox(conn, changes.outbox, others)
             if owner:
                 for check in changes.release:
                     conn.execute("DELETE FROM check_owners WHERE owner=? AND check_name=?", (owner, check))

@@ -71,6 +71,9 @@ class OutboxEntry:
     #: one row per (alert transition, receiver): a second insert with the same key is skipped (its `id`
     #: stays None), so two replicas that both saw a transition queue one notification, not two
     transition_key: str | None = None
+    #: the checks whose alerts the row carries: with `AlertChanges.owner` set, a row about a check another
+    #: replica owns is not inserted (fencing, as for records). Not stored.
+    checks: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

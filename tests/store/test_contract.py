@@ -567,6 +567,12 @@ async def test_an_owner_writes_only_the_state_of_its_checks(store: Store) -> Non
     snap = await store.load_alert_state()
     assert sorted(r["by"] for r in snap.records) == ["r1", "r2"]
     assert snap.statuses == {"a": Status.OK, "b": Status.CRITICAL}
+    # nor queue a notification about it: r2 pages for b
+    about_a, about_b = entry("pager", "ka"), entry("pager", "kb")
+    about_a.checks, about_b.checks = ("a",), ("a", "b")
+    await store.write_alert_changes(AlertChanges(outbox=[about_a, about_b], owner="r1"))
+    assert about_a.id is not None and about_b.id is None
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["ka"]
 
 
 async def test_location_results_keep_the_latest_per_replica(store: Store) -> None:
