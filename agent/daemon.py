@@ -61,7 +61,7 @@ from agent.web import (
 log = logging.getLogger("sre_agent")
 #: a replica re-claims the checks it holds every this many rebalances (and after a lost lease), so an
 #: ownership it lost while cut off from the store is found out
-VERIFY_EVERY = 20
+VERIFY_EVERY = 8
 
 
 class Component(Protocol):
@@ -213,6 +213,11 @@ class Agent:
                                    on_skip=lambda name: self.metrics.skipped.labels(name).inc())
         if self.sharded:
             await self.cluster.beat()
+            # heartbeats from now on, before anything slow: a gap longer than the lease would let the
+            # others take this replica's checks while it starts
+            self._loop = asyncio.get_running_loop()
+            self._heartbeats = HeartbeatThread(self.cluster, self._heartbeat_store, self._renew_claims)
+            self._heartbeats.start()
             await self._renew_claims()
             await self._rebalance()
         else:
@@ -223,9 +228,6 @@ class Agent:
         await self._serve()
         self.scheduler.start()
         if self.sharded:
-            self._loop = asyncio.get_running_loop()
-            self._heartbeats = HeartbeatThread(self.cluster, self._heartbeat_store, self._renew_claims)
-            self._heartbeats.start()
             self._cluster_task = asyncio.create_task(self._cluster_loop(), name="cluster")
         # Config models, checks and metric children live as long as the process:
         # keep them out of every GC pass, and collect less often (full passes over
@@ -370,6 +372,8 @@ class Agent:
                 if taken:
                     for name in taken - run:
                         await self._unschedule(name)
+                    for name in taken & run:
+                        self.metrics.forget_verdict(name)
                     if engine is not None:
                         await engine.forget(taken)
                     self.owned -= taken
@@ -378,7 +382,7 @@ class Agent:
                 for name in lose - run:
                     await self._unschedule(name)
                 for name in lose & run:  # still one of its locations: the combined status is the new owner's
-                    self.metrics.results.forget(name)
+                    self.metrics.forget_verdict(name)
                 if engine is not None:
                     await engine.release(lose)
                 else:
@@ -464,6 +468,8 @@ class Agent:
             found.append(own)
         timeout = cfg.timeout.total_seconds() if cfg.timeout is not None else 0.0
         verdict = combine(found, cfg.locations or 1, cfg.quorum_needed, now, stale_after=2 * interval + timeout)
+        if result.check not in self.owned:
+            return  # handed to another replica while the results were read: the verdict is its to give
         for r in found:
             self.metrics.location_status.labels(result.check, r.location or r.replica).set(float(r.status))
         combined = CheckResult(status=verdict.status, summary=verdict.summary, observations=dict(result.observations),

@@ -383,12 +383,16 @@ class Metrics:
         return self.results.render(self.registry, encoder, content_type.startswith("application/openmetrics-text")), \
             content_type
 
-    def forget(self, check: str, type_: str) -> None:
-        """Drop every series of a check removed by a reload (or moved to another replica)."""
+    def forget_verdict(self, check: str) -> None:
+        """Drop a check's latest result and per-location statuses (its owner, another replica, exports them)."""
         self.results.forget(check)
         for labels in [k for k in self.location_status._metrics if k[0] == check]:
             with contextlib.suppress(KeyError):
                 self.location_status.remove(*labels)
+
+    def forget(self, check: str, type_: str) -> None:
+        """Drop every series of a check removed by a reload (or moved to another replica)."""
+        self.forget_verdict(check)
         with contextlib.suppress(KeyError):
             self.skipped.remove(check)
 
