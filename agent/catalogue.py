@@ -110,7 +110,7 @@ CATALOGUE: dict[str, MetricDef] = _defs(
     MetricDef("sre_agent_api_accept_errors_total", "counter",
               "Connections the API listener failed to accept (e.g. out of file descriptors)", "core"),
     MetricDef("sre_agent_store_buffer_dropped_total", "counter",
-              "Results or notifications dropped from memory: the state store was unreachable past agent.state_buffer",
+              "Results dropped from memory (kind=result): the state store was unreachable past agent.state_buffer",
               "core", ("kind",)),
     # -- core: replicas on a shared state store -------------------------------------------------
     MetricDef("sre_agent_cluster_members", "gauge", "Live replicas sharing the state store (1 without replicas)", "core"),

@@ -93,8 +93,8 @@ class AgentSettings(Model):
                                    "(unset: SQLite in state_dir)")
     state_password: Secret | None = Field(None, description="password for agent.state (or state_password_file, or "
                                           "${ENV} in the URL)")
-    state_buffer: int = Field(100_000, ge=100, le=10_000_000, description="results, and alert notifications, held in "
-                              "memory while agent.state is unreachable; past it the oldest go (counted)")
+    state_buffer: int = Field(100_000, ge=100, le=10_000_000, description="results held in memory while agent.state is "
+                              "unreachable; past it the oldest go (counted); notifications are never dropped")
     replica: ReplicaSettings = Field(default_factory=ReplicaSettings)
     shard: ShardSettings | None = Field(None, description="static sharding instead of live membership (needs agent.state)")
     location: str | None = Field(None, min_length=1, max_length=64, description="where this replica probes from, for "

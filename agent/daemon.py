@@ -206,8 +206,6 @@ class Agent:
         for component in self.components:
             if self.sharded and hasattr(component, "shard"):
                 component.shard(self.cluster.name)
-            if hasattr(component, "on_buffer_drop"):
-                component.on_buffer_drop = lambda n: self.metrics.buffer_dropped.labels("notification").inc(n)
             await component.start()
         self.scheduler = Scheduler(self._publish, cfg.max_concurrency, on_lag=self.metrics.schedule_lag.observe,
                                    on_skip=lambda name: self.metrics.skipped.labels(name).inc())

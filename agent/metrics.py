@@ -366,8 +366,7 @@ class Metrics:
             self.api_rejected.labels(reason)
         self.api_connections = catalogue.gauge("sre_agent_api_connections", self.registry)
         self.buffer_dropped = catalogue.counter("sre_agent_store_buffer_dropped_total", self.registry)
-        for kind in ("result", "notification"):
-            self.buffer_dropped.labels(kind)
+        self.buffer_dropped.labels("result")
         self.cluster_members = catalogue.gauge("sre_agent_cluster_members", self.registry)
         self.cluster_members.set(1)
         self.shard_checks = catalogue.gauge("sre_agent_shard_checks", self.registry)

@@ -132,10 +132,6 @@ class AlertingEngine:
         self.owner: str | None = None
         self.owned: set[str] | None = None
         self._refresher: asyncio.Task[None] | None = None
-        #: most notifications held in memory while the store cannot be written (`agent.state_buffer`)
-        self.buffer_limit = int(getattr(getattr(config, "agent", None), "state_buffer", 100_000))
-        #: told how many held notifications were dropped past `buffer_limit` (the daemon counts them)
-        self.on_buffer_drop: Callable[[int], None] = lambda n: None
         self._apply_config(config)
 
     def shard(self, owner: str) -> None:
@@ -496,11 +492,6 @@ class AlertingEngine:
         try:
             await state.write_batch(self.store, batch, self.owner)
         except Exception as exc:
-            if (excess := len(batch.rows) - self.buffer_limit) > 0:
-                del batch.rows[:excess]
-                self.on_buffer_drop(excess)
-                log.error("dropped the %d oldest notifications held in memory: the state store has been unreachable "
-                          "past agent.state_buffer (%d)", excess, self.buffer_limit)
             self._uncommitted = batch
             self._store_failures += 1
             self._store_retry_at = now + min(STORE_RETRY_MAX, STORE_RETRY_MIN * 2 ** (self._store_failures - 1))

@@ -104,7 +104,9 @@ def changes(batch: Batch, owner: str | None = None) -> AlertChanges:
         deleted_groups=[prefix + k for k in batch.deleted_groups],
         statuses=dict(batch.statuses),
         outbox=list(batch.rows),
-        incidents=list(batch.incidents.values()))
+        incidents=list(batch.incidents.values()),
+        owner=owner,
+        release=sorted(batch.release))
 
 
 async def write_batch(store: Store, batch: Batch, owner: str | None = None) -> None:
