@@ -441,8 +441,6 @@ class Agent:
     def _publish_location(self, result: CheckResult, cfg: CheckConfig) -> None:
         """A quorum check's run here is one location's result; its owner turns them all into the check's."""
         assert self.cluster is not None
-        self.metrics.duration.labels(result.check, result.type).observe(result.duration_seconds)
-        self.metrics.runs.labels(result.check, result.type, result.status.name).inc()
         own = LocationResult(result.check, self.cluster.name, self.cluster.location, result.status, result.timestamp,
                              result.summary)
         self._location_results[result.check] = own
@@ -475,13 +473,10 @@ class Agent:
                                                                         for r in found}},
                                check=result.check, type=result.type, labels=dict(result.labels),
                                timestamp=result.timestamp, duration_seconds=result.duration_seconds)
-        self._fan_out(combined, count_run=False)
+        self._fan_out(combined)
 
-    def _fan_out(self, result: CheckResult, count_run: bool = True) -> None:
-        if count_run:
-            self.metrics.observe(result)
-        else:
-            self.metrics.results.update(result)
+    def _fan_out(self, result: CheckResult) -> None:
+        self.metrics.observe(result)
         if self.store is not None:
             self.store.add_result(result)
         for component in self.components:
