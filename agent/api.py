@@ -72,6 +72,9 @@ async def readyz(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     if not agent.ready:
         return web.Response(status=503, text="not ready: config not loaded or scheduler not running\n")
+    if not getattr(agent, "has_lease", True):
+        return web.Response(status=503, text="not ready: lost the replica lease (the state store is unreachable); "
+                            "running the checks it had, taking no new ones\n")
     store = agent.store
     if store is not None and store.failing_since is not None:
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(store.failing_since))

@@ -109,6 +109,19 @@ CATALOGUE: dict[str, MetricDef] = _defs(
               "requests waiting (busy)", "core", ("reason",)),
     MetricDef("sre_agent_api_accept_errors_total", "counter",
               "Connections the API listener failed to accept (e.g. out of file descriptors)", "core"),
+    MetricDef("sre_agent_store_buffer_dropped_total", "counter",
+              "Results dropped from memory (kind=result): the state store was unreachable past agent.state_buffer",
+              "core", ("kind",)),
+    # -- core: replicas on a shared state store -------------------------------------------------
+    MetricDef("sre_agent_cluster_members", "gauge", "Live replicas sharing the state store (1 without replicas)", "core"),
+    MetricDef("sre_agent_shard_checks", "gauge", "Checks this replica runs (its shard; all of them without replicas)",
+              "core"),
+    MetricDef("sre_agent_cluster_lease_age_seconds", "gauge",
+              "Seconds since the state store last took this replica's heartbeat (0 without replicas); past "
+              "agent.replica.lease it takes no new work", "core", unit="seconds"),
+    MetricDef("sre_agent_check_location_status", "gauge",
+              "Last status of a check with locations: per location (or replica), as its owner combines them",
+              "core", ("check", "location")),
     # -- alerting -----------------------------------------------------------------------------
     MetricDef("sre_agent_alerts", "gauge", "Alerts by state (pending, firing) and severity", "alerting",
               ("state", "severity")),

@@ -77,6 +77,29 @@ class CheckConfig(Model):
     alert: AlertPolicy = Field(default_factory=AlertPolicy)
     depends_on: list[str] = Field(default_factory=list, description="checks whose failure suppresses this one's alerts")
     enabled: bool = True
+    locations: int | None = Field(None, ge=1, le=100, description="run on this many replicas (in distinct "
+                                  "agent.location where set); the result is their quorum")
+    quorum: int | None = Field(None, ge=1, le=100, description="with locations: failing only when at least this many "
+                               "locations fail (default: a majority)")
+
+    @field_validator("quorum")
+    @classmethod
+    def _quorum(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is None:
+            return v
+        locations = info.data.get("locations")
+        if locations is None:
+            raise ValueError("quorum needs locations: N (the number of replicas that run the check)")
+        if v > locations:
+            raise ValueError(f"quorum must be at most locations ({locations}), got {v}")
+        return v
+
+    @property
+    def quorum_needed(self) -> int:
+        """Failing locations that make the check fail (1 for a check that runs in one place)."""
+        if self.locations is None:
+            return 1
+        return self.quorum if self.quorum is not None else self.locations // 2 + 1
 
     @field_validator("severity", mode="before")
     @classmethod

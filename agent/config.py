@@ -35,12 +35,13 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from agent import registry, runbook_files, yamlfile
 from agent.check import NAME_PATTERN, CheckConfig, Model, missing_packages
 from agent.durations import Duration
-from agent.secrets import Secret, expand_env, redact
+from agent.secrets import InlineSecret, Secret, dsn_rule, expand_env, redact
 
 EMBEDDED_DEFAULT = "quickstart.yaml"
 #: shortest accepted agent.api_token
@@ -50,9 +51,54 @@ MIN_STORE_SIZE = 16 << 20
 _BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 
 
+#: `agent.state`: a PostgreSQL URL, a secret as a whole (it may carry the password)
+StateUrl = Annotated[InlineSecret, dsn_rule("a postgresql:// URL such as postgresql://sre@db:5432/sre_agent (or unset "
+                                            "for SQLite in state_dir)", schemes=("postgresql", "postgres"))]
+
+
+class ReplicaSettings(Model):
+    """This agent as one of several replicas on a shared `agent.state` (PostgreSQL)."""
+
+    name: str | None = Field(None, min_length=1, max_length=128,
+                             description="this replica's name, unique among them (e.g. ${POD_NAME}); default hostname-pid")
+    lease: Duration = Field(timedelta(seconds=15), description="heartbeat TTL: a replica silent this long is taken as "
+                            "gone and its checks move to the others")
+
+    @field_validator("lease")
+    @classmethod
+    def _lease(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=1):
+            raise ValueError("lease must be at least 1s, e.g. 15s")
+        return v
+
+
+class ShardSettings(Model):
+    """Static sharding: this replica runs shard `index` of `count` (e.g. the StatefulSet ordinal); no membership."""
+
+    index: int = Field(ge=0, description="this replica's shard, 0 .. count-1")
+    count: int = Field(ge=1, le=10_000, description="how many shards the checks are split into")
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardSettings:
+        if self.index >= self.count:
+            raise ValueError(f"index must be below count (0 .. {self.count - 1}), got {self.index}")
+        return self
+
+
 class AgentSettings(Model):
     listen: str = Field("127.0.0.1:9108", description="host:port for /metrics, /healthz and the API")
-    state_dir: Path = Field(Path(".sre-agent"), description="where the SQLite state store lives")
+    state_dir: Path = Field(Path(".sre-agent"), description="where the SQLite state store lives (unused by `run` "
+                            "when agent.state is set)")
+    state: StateUrl | None = Field(None, description="postgresql://user@host:port/db: state shared by replicas "
+                                   "(unset: SQLite in state_dir)")
+    state_password: Secret | None = Field(None, description="password for agent.state (or state_password_file, or "
+                                          "${ENV} in the URL)")
+    state_buffer: int = Field(100_000, ge=100, le=10_000_000, description="results held in memory while agent.state is "
+                              "unreachable; past it the oldest go (counted); notifications are never dropped")
+    replica: ReplicaSettings = Field(default_factory=ReplicaSettings)
+    shard: ShardSettings | None = Field(None, description="static sharding instead of live membership (needs agent.state)")
+    location: str | None = Field(None, min_length=1, max_length=64, description="where this replica probes from, for "
+                                 "checks with `locations:`")
     api_token: Secret | None = Field(None, description="bearer token for API writes (or api_token_file); "
                                                       f"at least {MIN_API_TOKEN} characters")
     max_concurrency: int = Field(256, ge=1, le=100_000, description="checks running at once, across all types")
@@ -112,6 +158,12 @@ class AgentSettings(Model):
         if size < MIN_STORE_SIZE:
             raise ValueError(f"store_max_size must be at least 16MiB (the alert state and outbox need room), got {v!r}")
         return size
+
+    @model_validator(mode="after")
+    def _shard_needs_state(self) -> AgentSettings:
+        if self.shard is not None and self.state is None:
+            raise ValueError("shard needs a shared agent.state (postgresql://...): with SQLite one agent runs every check")
+        return self
 
     @field_validator("listen")
     @classmethod

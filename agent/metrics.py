@@ -365,6 +365,13 @@ class Metrics:
         for reason in API_REJECT_REASONS:
             self.api_rejected.labels(reason)
         self.api_connections = catalogue.gauge("sre_agent_api_connections", self.registry)
+        self.buffer_dropped = catalogue.counter("sre_agent_store_buffer_dropped_total", self.registry)
+        self.buffer_dropped.labels("result")
+        self.cluster_members = catalogue.gauge("sre_agent_cluster_members", self.registry)
+        self.cluster_members.set(1)
+        self.shard_checks = catalogue.gauge("sre_agent_shard_checks", self.registry)
+        self.lease_age = catalogue.gauge("sre_agent_cluster_lease_age_seconds", self.registry)
+        self.location_status = catalogue.gauge("sre_agent_check_location_status", self.registry)
 
     def observe(self, result: CheckResult) -> None:
         self.results.update(result)
@@ -375,9 +382,16 @@ class Metrics:
         return self.results.render(self.registry, encoder, content_type.startswith("application/openmetrics-text")), \
             content_type
 
-    def forget(self, check: str, type_: str) -> None:
-        """Drop every series of a check removed by a reload."""
+    def forget_verdict(self, check: str) -> None:
+        """Drop a check's latest result and per-location statuses (its owner, another replica, exports them)."""
         self.results.forget(check)
+        for labels in [k for k in self.location_status._metrics if k[0] == check]:
+            with contextlib.suppress(KeyError):
+                self.location_status.remove(*labels)
+
+    def forget(self, check: str, type_: str) -> None:
+        """Drop every series of a check removed by a reload (or moved to another replica)."""
+        self.forget_verdict(check)
         with contextlib.suppress(KeyError):
             self.skipped.remove(check)
 

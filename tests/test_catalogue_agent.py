@@ -38,6 +38,8 @@ NO_SAMPLE_IN_THIS_RUN = {
     "sre_agent_backup_restore_duration_seconds": "only a restore drill that reaches pg_restore measures it, which needs "
                                                  "a PostgreSQL server (tests/backup/test_restore_drill.py covers it); "
                                                  "here the drill fails to connect, so only _restore_success is set",
+    "sre_agent_check_location_status": "only checks with locations: on replicas sharing a PostgreSQL agent.state "
+                                       "have per-location results (tests/test_replicas.py covers it)",
 }
 DEADLINE = 45.0
 CHECK_LABELS = {"service": "sre-agent", "team": "sre"}

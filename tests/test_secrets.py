@@ -21,7 +21,7 @@ from agent.secrets import REDACTOR, clip, secret_file_keys
 
 #: every secret a user can give as `<key>_file`, by model: a key lost here breaks someone's config
 SECRET_FILE_KEYS = {
-    "AgentSettings": ("api_token",),
+    "AgentSettings": ("state_password", "api_token"),
     "AlertmanagerSettings": ("bearer_token",),
     "BasicAuth": ("password",),
     "PagerDutySettings": ("routing_key",),

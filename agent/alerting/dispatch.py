@@ -67,6 +67,15 @@ class Group:
                    last_sent_at=d["last_sent_at"], next_flush=d["next_flush"], arrivals=arrivals)
 
 
+def handover_entry(group: Group, dedup_key: str) -> dict[str, Any]:
+    """What `group` knows of one of its alerts, as `Dispatcher.adopt` takes it."""
+    return {"key": group.key, "receiver": group.receiver, "route_id": group.route_id, "labels": dict(group.labels),
+            "timing": [group.timing.group_wait, group.timing.group_interval, group.timing.repeat_interval],
+            "created_at": group.created_at, "alert": group.alerts[dedup_key].to_dict(),
+            "notified": group.notified.get(dedup_key), "last_sent_at": group.last_sent_at,
+            "next_flush": group.next_flush}
+
+
 @dataclass
 class Flush:
     """One notification to enqueue: a group's unmuted firing alerts plus its notified resolves."""
@@ -169,6 +178,45 @@ class Dispatcher:
         for k in keys:
             self._drop(k)
         return len(keys)
+
+    # -- hand-over between replicas ------------------------------------------------------
+    def release(self, dedup_key: str) -> list[dict[str, Any]]:
+        """Take an alert out of its groups without telling anyone (its check moved to another replica);
+        returns what each group knew of it, for `adopt` on the new owner."""
+        out = []
+        for group in self.groups_of(dedup_key):
+            out.append(handover_entry(group, dedup_key))
+            group.alerts.pop(dedup_key, None)
+            group.notified.pop(dedup_key, None)
+            self._unindex(dedup_key, group.key)
+            self.dirty.add(group.key)
+            if not group.alerts:
+                self._drop(group.key)
+        return out
+
+    def adopt(self, dedup_key: str, entries: list[dict[str, Any]]) -> None:
+        """Put an alert into the groups another replica had it in, with what they had notified and
+        their timers, so it is neither paged again nor forgotten (a pending resolve still goes)."""
+        for e in entries:
+            key = e["key"]
+            group = self.groups.get(key)
+            if group is None:
+                group = Group(key=key, receiver=e["receiver"], route_id=e["route_id"], labels=e["labels"],
+                              timing=Timing(*e["timing"]), created_at=e["created_at"], last_sent_at=e["last_sent_at"])
+                self._add(group)
+                self.deleted.discard(key)
+            group.alerts[dedup_key] = Alert.from_dict(e["alert"])
+            self._by_alert.setdefault(dedup_key, set()).add(key)
+            if e.get("notified") is not None:
+                group.notified[dedup_key] = list(e["notified"])
+            sent = e.get("last_sent_at")
+            if sent is not None and (group.last_sent_at is None or group.last_sent_at < sent):
+                group.last_sent_at = sent
+            due = e.get("next_flush")
+            if due is not None:
+                group.next_flush = due if group.next_flush is None else min(group.next_flush, due)
+                self._timer(group)
+            self.dirty.add(key)
 
     # -- alerts in --------------------------------------------------------------------
     def update(self, alert: Alert, now: float) -> None:

@@ -6,12 +6,22 @@ Wiring: `on_result` only enqueues; one task drains the queue and runs
 one store transaction per cycle; then the per-receiver `DeliveryWorker`s are
 woken. `process(results, now)` takes the time as an argument, so the whole
 chain is testable with a fake clock and no background task.
+
+Replicas on a shared store (`shard(owner)`): the engine holds the alert state
+of the checks its replica owns only. `acquire(checks)` loads theirs from the
+store (records, statuses, and what the groups of the previous owner knew of
+each alert: its hand-over, or that owner's stored groups if it died), and
+`release(checks)` hands them over in one transaction with the release of their
+ownership; every write is fenced by the owner's name, each replica's groups are
+its own documents, and silences are re-read from the store every
+`SHARED_REFRESH` seconds so one created through any replica applies on all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -23,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.alerting import state
 from agent.alerting.config import AlertingConfig, ReceiverConfigBase, alerting_of, receiver_kinds
-from agent.alerting.dispatch import Dispatcher
+from agent.alerting.dispatch import Dispatcher, Group, handover_entry
 from agent.alerting.lifecycle import (
     AlertRecord,
     agent_url,
@@ -59,6 +69,16 @@ STORE_RETRY_MAX = 60.0
 #: under a steady stream of results a cycle starts at most this often after the previous one, so the
 #: results of a busy moment share one store commit and one round of sends (a lone result goes at once)
 MIN_CYCLE_INTERVAL = 0.05
+#: replicas re-read silences (made through any replica's API) and the outbox depth this often
+SHARED_REFRESH = 2.0
+
+
+def transition_key(n: Notification) -> str:
+    """The same for every replica that queues this notification: receiver, group, each alert's
+    transition (state, severity, start, end) and whether it is a repeat."""
+    parts = [n.receiver, n.group_key, n.kind, str(bool(n.extra.get("repeat")))]
+    parts += [f"{a.dedup_key}:{a.state.value}:{a.severity.value}:{a.starts_at}:{a.ends_at}" for a in n.alerts]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def build_receiver(cfg: ReceiverConfigBase) -> Receiver:
@@ -108,7 +128,16 @@ class AlertingEngine:
         self._store_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._bound_port: Callable[[], int | None] = lambda: None
+        #: replicas: this replica's name and the checks whose alert state it holds (None: every check)
+        self.owner: str | None = None
+        self.owned: set[str] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._apply_config(config)
+
+    def shard(self, owner: str) -> None:
+        """Run as one replica of several (before `start`): hold no check's state until `acquire`."""
+        self.owner = owner
+        self.owned = set()
 
     # -- configuration ------------------------------------------------------------------
     def _apply_config(self, config: ConfigBase) -> None:
@@ -126,7 +155,8 @@ class AlertingEngine:
                                   [Silence.from_config(s) for s in self.alerting.silences])
 
     async def start(self) -> None:
-        snap = await state.load(self.store)
+        snap = await state.load(self.store, checks=None if self.owned is None else sorted(self.owned),
+                                groups=self.owned is None)
         self.records, self._by_check, self._pending, self._alerts, self._counts = {}, {}, set(), {}, {}
         for rec in snap.records:
             self._put_record(rec)
@@ -138,6 +168,8 @@ class AlertingEngine:
         await self._reconcile(self.clock())
         if self.background:
             self._task = asyncio.create_task(self._run(), name="alerting-engine")
+            if self.owner is not None:
+                self._refresher = asyncio.create_task(self._refresh_loop(), name="alerting-shared-refresh")
         log.info("alerting: %d active alerts, %d groups, %d queued notifications restored",
                  sum(r.active for r in self.records.values()), len(self.dispatcher.groups), sum(self.outbox.depth.values()))
 
@@ -213,11 +245,12 @@ class AlertingEngine:
 
     async def stop(self) -> None:
         """Commit what is queued, give in-flight sends a moment, close receivers. Rows stay for the next start."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._refresher = None
         pending, self._held = self._held + self._drain(), []
         if pending or self._uncommitted:
             await self.process(pending)
@@ -281,7 +314,7 @@ class AlertingEngine:
 
     def _apply_result(self, result: CheckResult, now: float, batch: state.Batch, changed: set[str]) -> None:
         cfg = self.checks.get(result.check)
-        if cfg is None or not cfg.enabled:
+        if cfg is None or not cfg.enabled or (self.owned is not None and result.check not in self.owned):
             return
         if self.statuses.get(result.check) != result.status:
             self.statuses[result.check] = result.status
@@ -423,7 +456,9 @@ class AlertingEngine:
                 log.warning("no receiver %r for group %s; notification dropped", group.receiver, group.key)
                 self.metrics.outcome(group.receiver, "dropped")
             elif entry[1].accepts(n):
-                batch.rows.append(OutboxRow.for_notification(n))
+                row = OutboxRow.for_notification(n)
+                row.transition_key = transition_key(n)
+                batch.rows.append(row)
         groups, deleted = self.dispatcher.take_changes()
         batch.groups.update({g.key: g for g in groups})
         batch.deleted_groups.update(deleted)
@@ -455,7 +490,7 @@ class AlertingEngine:
             self._hold_in_memory(batch.rows)
             return
         try:
-            await state.write_batch(self.store, batch)
+            await state.write_batch(self.store, batch, self.owner)
         except Exception as exc:
             self._uncommitted = batch
             self._store_failures += 1
@@ -478,6 +513,8 @@ class AlertingEngine:
         going out from memory, after a failed write, are only marked as stored)."""
         by_receiver: dict[str, tuple[list[OutboxRow], list[OutboxRow]]] = {}
         for row in committed:
+            if row.id is None:
+                continue  # another replica queued this very transition already, or owns its check
             self.outbox.depth[row.receiver] = self.outbox.depth.get(row.receiver, 0) + 1
             held, fresh = by_receiver.setdefault(row.receiver, ([], []))
             (held if row.idempotency_key in self._held_keys else fresh).append(row)
@@ -529,6 +566,118 @@ class AlertingEngine:
         if self.records.get(rec.dedup_key) is rec:
             self._alerts[rec.dedup_key] = (rec, url, alert)
         return alert
+
+    # -- replicas ----------------------------------------------------------------------------------
+    async def acquire(self, checks: Iterable[str]) -> None:
+        """This replica now owns these checks: load their alert state and adopt their alerts into its groups."""
+        wanted = set(checks) - (self.owned or set())
+        if not wanted or self.owned is None:
+            return
+        snap = await self.store.load_alert_state(checks=sorted(wanted), groups=True)
+        records = [AlertRecord.from_dict(d) for d in snap.records]
+        stored: dict[str, list[Group]] = {}
+        for doc in snap.groups:
+            group = Group.from_dict(doc)
+            for key in group.alerts:
+                stored.setdefault(key, []).append(group)
+        now = self.clock()
+        async with self._lock:
+            self.owned |= wanted
+            batch = state.Batch()
+            for rec in records:
+                if rec.check not in wanted:
+                    continue
+                # a released alert carries its hand-over; one whose owner died is in that owner's groups
+                entries = rec.handover or [handover_entry(g, rec.dedup_key) for g in stored.get(rec.dedup_key, ())]
+                rec = replace(rec, handover=[])
+                self._put_record(rec)
+                batch.records[rec.dedup_key] = rec
+                if not self.dispatcher.groups_of(rec.dedup_key):
+                    self.dispatcher.adopt(rec.dedup_key, entries)
+            for check, status in snap.statuses.items():
+                if check in wanted:
+                    self.statuses[check] = status
+            self._mute_all = True
+            await self._cycle(now, batch, set())
+        log.info("alerting: took over %d checks (%d alerts)", len(wanted), len(records))
+
+    async def release(self, checks: Iterable[str]) -> None:
+        """Hand these checks to another replica: their last state and hand-over, and the release of
+        their ownership, in one transaction (held and retried like any batch if the store is down)."""
+        gone = set(checks) & (self.owned or set())
+        if not gone or self.owned is None:
+            return
+        async with self._lock:
+            batch = state.Batch()
+            for check in gone:
+                for key in list(self._by_check.get(check, ())):
+                    rec = self.records[key]
+                    batch.records[key] = replace(rec, handover=self.dispatcher.release(key))
+                    self._forget_record(key)
+                self.statuses.pop(check, None)
+            self.owned -= gone
+            batch.release |= gone
+            groups, deleted = self.dispatcher.take_changes()
+            batch.groups.update({g.key: g for g in groups})
+            batch.deleted_groups.update(set(deleted) - set(batch.groups))
+            self._mute_all = True
+            await self._commit(batch)
+            if self._counts_changed:
+                self.metrics.set_alert_counts(self._counts)
+                self._counts_changed = False
+
+    async def forget(self, checks: Iterable[str]) -> None:
+        """Another replica owns these checks now (taken while this one had lost its lease): drop what
+        this replica held of them, writing nothing about them (the new owner's state is in the store)."""
+        gone = set(checks) & (self.owned or set())
+        if not gone or self.owned is None:
+            return
+        async with self._lock:
+            for check in gone:
+                for key in list(self._by_check.get(check, ())):
+                    self.dispatcher.release(key)
+                    self._forget_record(key)
+                    self._uncommitted.records.pop(key, None)
+                self.statuses.pop(check, None)
+                self._uncommitted.statuses.pop(check, None)
+            self.owned -= gone
+            batch = state.Batch()
+            groups, deleted = self.dispatcher.take_changes()
+            batch.groups.update({g.key: g for g in groups})
+            batch.deleted_groups.update(set(deleted) - set(batch.groups))
+            self._mute_all = True
+            await self._commit(batch)
+        log.warning("alerting: %d checks were taken over by another replica while this one had lost its lease",
+                    len(gone))
+
+    async def refresh_shared(self) -> None:
+        """Re-read silences (any replica's API writes them) and the outbox depth from the shared store."""
+        snap = await self.store.load_alert_state(checks=[], groups=False)
+        stored = {s.id: s for s in (Silence.from_dict(d) for d in snap.silences) if s.source != "config"}
+        mine = {k: v for k, v in self.suppressor.silences.items() if v.source != "config"}
+        if {k: (v.starts_at, v.ends_at) for k, v in stored.items()} != \
+                {k: (v.starts_at, v.ends_at) for k, v in mine.items()}:
+            for sid in set(mine) - set(stored):
+                del self.suppressor.silences[sid]
+            self.suppressor.silences.update(stored)
+            self.poke()
+        for receiver, depth in (await self.outbox.refresh_depth()).items():
+            self.metrics.queue_depth(receiver, depth)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SHARED_REFRESH)
+            try:
+                await self.refresh_shared()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("could not re-read shared alerting state: %s", redact(str(exc)))
+
+    def claims_renewed(self, until: float) -> None:
+        """The store holds this replica's outbox claims until `until` (monotonic): workers send until then."""
+        for worker in self.workers.values():
+            worker.claims_until = until
 
     # -- for the API ----------------------------------------------------------------------------
     def alerts(self, states: set[str] | None = None) -> list[Alert]:

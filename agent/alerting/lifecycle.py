@@ -55,6 +55,9 @@ class AlertRecord:
     labels: dict[str, str] = field(default_factory=dict)
     updated_at: float = 0.0
     suppressed_by: str | None = None
+    #: what the groups holding this alert knew about it when its check moved to another replica
+    #: (`Dispatcher.release`), for the new owner to adopt; empty while a replica holds it
+    handover: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -90,7 +93,8 @@ def evaluate(record: AlertRecord, result: CheckResult, cfg: CheckConfig, now: fl
     (a result about another family of the same check counts as passing here)."""
     policy = cfg.alert
     verdict = is_failing(result.status, policy) if failing is None else failing
-    rec = AlertRecord(**{**record.__dict__, "observations": dict(record.observations), "labels": dict(record.labels)})
+    rec = AlertRecord(**{**record.__dict__, "observations": dict(record.observations), "labels": dict(record.labels),
+                         "handover": []})
     rec.type = result.type or rec.type
     if not policy.enabled:
         return _resolve(rec, now) if rec.state == AlertState.FIRING else _reset(rec, now)

@@ -17,6 +17,14 @@ receiver's timeout instead of `initial_backoff` (a peer that did not answer in
 10s is not helped by another request 1s later, and may still accept the last). A row older
 than `max_age` is dropped. The idempotency key is stored with the row, so every
 retry of it (also after a restart) carries the same key.
+
+On a store shared by replicas (`Store.shared`) every replica's worker for a
+receiver drains the same rows: the window is filled by claims (`outbox_after`
+from the first id, so rows whose claim ran out elsewhere come back), new rows
+are announced only as "look again", the store is polled every
+`SHARED_RECHECK`, and no send starts after `claims_until` (the daemon moves
+it on with every renewal of the claims): a replica cut off from the store
+stops sending what another may have claimed since.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ CONCURRENCY = 8
 WINDOW = 64
 #: an idle worker reads the store this often even if no new row was announced
 IDLE_RECHECK = 30.0
+#: on a shared store, other replicas insert rows this worker is not told of: it looks this often
+SHARED_RECHECK = 1.0
 
 
 class OutboxRow(OutboxEntry):
@@ -55,7 +65,8 @@ class OutboxRow(OutboxEntry):
     @classmethod
     def for_notification(cls, n: Notification) -> OutboxRow:
         return cls(receiver=n.receiver, group_key=n.group_key, idempotency_key=n.idempotency_key,
-                   created_at=n.created_at, payload=encode(n), next_attempt_at=n.created_at)
+                   created_at=n.created_at, payload=encode(n), next_attempt_at=n.created_at,
+                   checks=tuple(sorted({a.check for a in n.alerts})))
 
     @classmethod
     def of(cls, e: OutboxEntry) -> OutboxRow:
@@ -170,6 +181,9 @@ class DeliveryWorker:
         self._next_memory_id = -1
         self._delivered_from_memory: set[str] = set()  # went out before it could be written
         self._twins: dict[str, OutboxRow] = {}  # key -> stored row whose memory twin is in flight
+        self.shared = bool(getattr(getattr(outbox, "store", None), "shared", False))
+        #: (monotonic) the store holds this worker's claims until then; no send starts after it
+        self.claims_until = float("inf")
 
     @property
     def name(self) -> str:
@@ -182,7 +196,9 @@ class DeliveryWorker:
     def notify(self, rows: Iterable[OutboxRow] = ()) -> None:
         """New rows for this receiver were committed; given them, the worker need not read them back."""
         new = sorted(rows, key=lambda r: r.id or 0)
-        if new and not self._more and not self._loading and len(self._rows) + len(new) <= self._window \
+        if self.shared:  # committed unclaimed: they come in through a claim
+            self._more = True
+        elif new and not self._more and not self._loading and len(self._rows) + len(new) <= self._window \
                 and all(r.id is not None and r.id > self._last_id for r in new):
             for row in new:  # the window holds every live row up to _last_id, and ids only grow
                 self._admit(row, self.clock())
@@ -278,6 +294,13 @@ class DeliveryWorker:
             if self.outbox.store.write_failed(exc, f"deleting sent notifications of {self.name}"):
                 log.error("outbox worker %s: could not delete sent notifications (retried): %s", self.name,
                           redact(str(exc)))
+        if self.shared and time.monotonic() > self.claims_until:
+            # the claims may have run out and been taken by another replica: send nothing held
+            for rid in [rid for rid in self._rows if rid not in self._flying]:
+                self._rows.pop(rid)
+                self._keys.pop(rid, None)
+            self._more = True
+            return [], STORE_RETRY
         await self._load(now)
         if not self._rows:
             self.metrics.queue_depth(self.name, 0)
@@ -305,15 +328,19 @@ class DeliveryWorker:
         self._more = False  # before reading: a notify() during the read sets it again
         self._loading = True
         try:
-            rows = await self.outbox.after(self.name, self._last_id, room)
+            if self.shared:  # claim from the start: rows another replica let go of are below _last_id
+                rows = await self.outbox.after(self.name, 0, self._window)
+            else:
+                rows = await self.outbox.after(self.name, self._last_id, room)
         except BaseException:
             self._more = True
             raise
         finally:
             self._loading = False
-        for row in rows:
+        fresh = [r for r in rows if r.id not in self._rows and r.id not in self._undeleted]
+        for row in fresh[:room]:
             self._admit(row, now)
-        if len(rows) == room:
+        if len(rows) == (self._window if self.shared else room):
             self._more = True
 
     def _plan(self, now: float) -> tuple[list[OutboxRow], list[OutboxRow], float | None]:
@@ -476,10 +503,11 @@ class DeliveryWorker:
                 break
             if delay == 0:
                 continue
+            idle = SHARED_RECHECK if self.shared else IDLE_RECHECK
             try:
-                await asyncio.wait_for(self.wake.wait(), IDLE_RECHECK if delay is None else delay)
+                await asyncio.wait_for(self.wake.wait(), idle if delay is None else min(delay, idle))
             except TimeoutError:
-                self._more = self._more or delay is None
+                self._more = self._more or delay is None or self.shared
         # stopping: let the sends in flight finish (stop() bounds this), then record them
         await asyncio.gather(*self._flying.values(), return_exceptions=True)
         await self._delete_finished()

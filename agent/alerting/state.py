@@ -41,10 +41,12 @@ class Batch:
     statuses: dict[str, tuple[Status, float]] = field(default_factory=dict)
     rows: list[OutboxRow] = field(default_factory=list)
     incidents: dict[str, IncidentDoc] = field(default_factory=dict)
+    #: checks handed to another replica with this batch (their records carry the hand-over)
+    release: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.records or self.deleted_records or self.groups or self.deleted_groups
-                    or self.statuses or self.rows or self.incidents)
+                    or self.statuses or self.rows or self.incidents or self.release)
 
     def note_incident(self, doc: IncidentDoc) -> None:
         """Add an incident change, merged with one already in the batch the way the store merges them."""
@@ -66,6 +68,7 @@ class Batch:
         for key, status in other.statuses.items():
             self.statuses.setdefault(key, status)
         self.rows[:0] = other.rows
+        self.release |= other.release
         newer, self.incidents = self.incidents, dict(other.incidents)
         for doc in newer.values():
             self.note_incident(doc)
@@ -88,24 +91,30 @@ def incident_change(old: AlertRecord | None, rec: AlertRecord, now: float) -> In
                             "alert_key": rec.alert_key, "labels": dict(rec.labels)})
 
 
-def changes(batch: Batch) -> AlertChanges:
-    """The batch as the store takes it (the documents are serialised by the store, on its thread)."""
+def changes(batch: Batch, owner: str | None = None) -> AlertChanges:
+    """The batch as the store takes it (the documents are serialised by the store, on its thread).
+
+    With an `owner` (replicas on a shared store) each replica's groups are its own documents,
+    stored under `<owner>/<group key>`, and only the owner's checks are written (fencing)."""
+    prefix = f"{owner}/" if owner else ""
     return AlertChanges(
         records=[RecordDoc(rec.dedup_key, rec.check, rec) for rec in batch.records.values()],
         deleted_records=list(batch.deleted_records),
-        groups=[GroupDoc(g.key, g.receiver, g) for g in batch.groups.values()],
-        deleted_groups=list(batch.deleted_groups),
+        groups=[GroupDoc(prefix + g.key, g.receiver, g) for g in batch.groups.values()],
+        deleted_groups=[prefix + k for k in batch.deleted_groups],
         statuses=dict(batch.statuses),
         outbox=list(batch.rows),
-        incidents=list(batch.incidents.values()))
+        incidents=list(batch.incidents.values()),
+        owner=owner,
+        release=sorted(batch.release))
 
 
-async def write_batch(store: Store, batch: Batch) -> None:
-    await store.write_alert_changes(changes(batch))
+async def write_batch(store: Store, batch: Batch, owner: str | None = None) -> None:
+    await store.write_alert_changes(changes(batch, owner))
 
 
-async def load(store: Store) -> Snapshot:
-    snap = await store.load_alert_state()
+async def load(store: Store, checks: list[str] | None = None, groups: bool = True) -> Snapshot:
+    snap = await store.load_alert_state(checks=checks, groups=groups)
     return Snapshot([AlertRecord.from_dict(d) for d in snap.records], [Group.from_dict(d) for d in snap.groups],
                     dict(snap.statuses), [Silence.from_dict(d) for d in snap.silences])
 

@@ -17,12 +17,21 @@ hands a worker its receiver's oldest rows past the last id it holds (claim),
 `outbox_delete_many` removes the rows whose send finished (ack) and
 `outbox_reschedule` writes back a retry's attempts and due time (retry). With
 one agent per state directory (a lock file makes it so) nobody else reads a
-receiver's rows, so SQLite needs no lease. A backend shared by several agents
-(PostgreSQL) implements `outbox_after` as `SELECT ... FOR UPDATE SKIP LOCKED`
-over rows whose lease is free or expired, marking them claimed until now + a
-lease; `outbox_delete_many` then deletes only rows it still holds, and
-`outbox_reschedule` releases the lease along with the new due time, so a row
-whose agent died is picked up by another once its lease runs out.
+receiver's rows, so SQLite needs no lease (`shared` is False). A backend shared
+by several agents (PostgreSQL, `shared` True) implements `outbox_after` as
+`SELECT ... FOR UPDATE SKIP LOCKED` over rows whose claim is free, expired or
+already this replica's (`member`), marking them claimed until now +
+`claim_lease`; `outbox_renew` extends this replica's claims, `outbox_delete_many`
+deletes only rows nobody else has claimed since, and a row whose agent died
+is picked up by another once its claim runs out.
+
+Replicas (shared backends; SQLite implements the same operations for one
+process): `heartbeat` keeps a member row alive and lists the live members,
+`claim_checks` makes this replica the owner of checks nobody live owns (the
+previous owner released them with `AlertChanges.release`, or its lease ran
+out), and `write_alert_changes` with `AlertChanges.owner` set writes only the
+state of checks the writer owns. Times of leases and claims are the store's
+clock, so replicas need not agree on theirs.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ from agent.store.types import (
     Bucket,
     HistoryPoint,
     Incident,
+    LocationResult,
+    Member,
     OutboxEntry,
     SilenceDoc,
 )
@@ -61,6 +72,8 @@ class Store(ABC):
     BUCKET = 60.0
     #: while writes keep failing, one log line per this many seconds
     ERROR_LOG_INTERVAL = 60.0
+    #: several agents use the same database (outbox claims and check ownership matter)
+    shared: bool = False
 
     def __init__(self, default_retention: float = 2 * 86400, raw_retention: float = 3600.0,
                  max_size: int | None = None) -> None:
@@ -76,6 +89,14 @@ class Store(ABC):
         self.failing_since: float | None = None
         self.last_error: str | None = None
         self._error_logged = 0.0
+        #: this replica's name, for outbox claims (shared backends)
+        self.member = ""
+        #: how long an outbox claim holds without `outbox_renew`
+        self.claim_lease = 30.0
+        #: queued results kept in memory while writes fail; past it the oldest go (counted by `on_drop`)
+        self.buffer_limit = 100_000
+        #: called with how many queued results were dropped because the buffer was full
+        self.on_drop: Callable[[int], None] | None = None
 
     def write_failed(self, exc: Exception, what: str, now: float | None = None) -> bool:
         """Record a failed write (for /readyz and the error counter); True when it is worth a log line
@@ -170,8 +191,9 @@ class Store(ABC):
 
     # -- alert state ---------------------------------------------------------------------
     @abstractmethod
-    async def load_alert_state(self) -> AlertSnapshot:
-        """Every alert record, group, check status and silence."""
+    async def load_alert_state(self, checks: Collection[str] | None = None, groups: bool = True) -> AlertSnapshot:
+        """Alert records and check statuses (of `checks`; None: of every check), groups (unless
+        `groups` is False) and every silence."""
 
     @abstractmethod
     async def write_alert_changes(self, changes: AlertChanges) -> None:
@@ -213,6 +235,10 @@ class Store(ABC):
         """Claim: up to `limit` of a receiver's rows with an id above `after_id`, oldest (lowest id) first."""
 
     @abstractmethod
+    async def outbox_renew(self) -> int:
+        """Extend this replica's outbox claims by `claim_lease`; how many it holds (0 where nothing is shared)."""
+
+    @abstractmethod
     async def outbox_head(self, receiver: str) -> OutboxEntry | None:
         """A receiver's oldest row."""
 
@@ -235,3 +261,35 @@ class Store(ABC):
     @abstractmethod
     async def outbox_drop_except(self, receivers: Collection[str]) -> dict[str, int]:
         """Delete the rows of receivers not in `receivers`; how many went, per receiver."""
+
+    # -- replicas (see the module docstring) ----------------------------------------------
+    @abstractmethod
+    async def now(self) -> float:
+        """The store's clock (Unix seconds): what leases and claims are measured against."""
+
+    @abstractmethod
+    async def heartbeat(self, name: str, location: str | None, lease: float) -> list[Member]:
+        """Renew (or create) this member's row for `lease` seconds; the live members, this one included, by name.
+
+        Rows that have been dead for ten of their leases are deleted."""
+
+    @abstractmethod
+    async def leave(self, name: str) -> None:
+        """Delete this member's row and give up its checks (a clean shutdown: the others take over at once)."""
+
+    @abstractmethod
+    async def claim_checks(self, owner: str, checks: Collection[str], live: Collection[str]) -> set[str]:
+        """Become the owner of each check that has no owner, is `owner`'s already, or whose owner is not in
+        `live`; returns the checks `owner` now owns (of those asked for)."""
+
+    @abstractmethod
+    async def check_owners(self) -> dict[str, str]:
+        """Check -> owning replica, for every owned check."""
+
+    @abstractmethod
+    async def publish_location_results(self, results: Sequence[LocationResult]) -> None:
+        """Upsert each replica's latest result of quorum checks (one row per check and replica)."""
+
+    @abstractmethod
+    async def location_results(self, checks: Collection[str]) -> dict[str, list[LocationResult]]:
+        """The latest per-replica results of these checks, by check (replicas by name)."""

@@ -37,6 +37,8 @@ from agent.store.types import (
     HistoryPoint,
     Incident,
     IncidentDoc,
+    LocationResult,
+    Member,
     OutboxEntry,
     SilenceDoc,
     doc_dict,
@@ -107,16 +109,30 @@ CREATE INDEX IF NOT EXISTS incidents_fired ON incidents (fired_at);
 CREATE INDEX IF NOT EXISTS incidents_resolved ON incidents (resolved_at)
 """
 
+#: v5: one outbox row per alert transition and receiver; the replica tables (one member here, see
+#: `agent.store.base`) and quorum results, so every backend offers the same operations
+_V5 = """
+ALTER TABLE alert_outbox ADD COLUMN transition_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS alert_outbox_transition ON alert_outbox (transition_key);
+CREATE TABLE IF NOT EXISTS cluster_members (
+    name TEXT PRIMARY KEY, location TEXT, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, lease REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS check_owners (check_name TEXT PRIMARY KEY, owner TEXT NOT NULL, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS location_results (
+    check_name TEXT NOT NULL, replica TEXT NOT NULL, location TEXT, status INTEGER NOT NULL, ts REAL NOT NULL,
+    summary TEXT NOT NULL, PRIMARY KEY (check_name, replica))
+"""
+
 #: schema steps, oldest first; a database at version n has had the first n. Only ever append.
-MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4))
+MIGRATIONS: tuple[Migration, ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4), _script(_V5))
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_OUTBOX_COLUMNS = "id, receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, last_error, payload"
+_OUTBOX_COLUMNS = ("id, receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, last_error, "
+                   "payload, transition_key")
 
 
 def _outbox_entry(r: tuple[Any, ...]) -> OutboxEntry:
     return OutboxEntry(id=r[0], receiver=r[1], group_key=r[2], idempotency_key=r[3], created_at=r[4], attempts=r[5],
-                       next_attempt_at=r[6], last_error=r[7], payload=json.loads(r[8]))
+                       next_attempt_at=r[6], last_error=r[7], payload=json.loads(r[8]), transition_key=r[9])
 
 
 def _version(conn: sqlite3.Connection) -> int:
@@ -156,14 +172,20 @@ def _delete_rollup(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) 
     return int(lost)
 
 
-def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry]) -> None:
+def _insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxEntry], others: Collection[str] = ()) -> None:
+    """Insert rows, setting `id`; a row of a transition already queued, or about a check in `others`
+    (owned by another replica), is not inserted and keeps `id` None."""
     for row in rows:
+        if others and any(c in others for c in row.checks):
+            row.id = None
+            continue
         cur = conn.execute(
-            "INSERT INTO alert_outbox(receiver, group_key, idempotency_key, created_at, attempts, next_attempt_at, "
-            "last_error, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.receiver, row.group_key, row.idempotency_key, row.created_at, row.attempts, row.next_attempt_at,
-             row.last_error, json.dumps(row.payload)))
-        row.id = cur.lastrowid
+            "INSERT INTO alert_outbox(receiver, group_key, idempotency_key, transition_key, created_at, attempts, "
+            "next_attempt_at, last_error, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(transition_key) DO NOTHING",
+            (row.receiver, row.group_key, row.idempotency_key, row.transition_key, row.created_at, row.attempts,
+             row.next_attempt_at, row.last_error, json.dumps(row.payload)))
+        row.id = cur.lastrowid if cur.rowcount else None
 
 
 def _save_incident(conn: sqlite3.Connection, i: IncidentDoc) -> None:
@@ -484,24 +506,37 @@ class SqliteStore(Store):
         return out
 
     # -- alert state -----------------------------------------------------------
-    async def load_alert_state(self) -> AlertSnapshot:
+    async def load_alert_state(self, checks: Collection[str] | None = None, groups: bool = True) -> AlertSnapshot:
+        wanted = None if checks is None else set(checks)
+
         def load(conn: sqlite3.Connection) -> AlertSnapshot:
-            records = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_records")]
-            groups = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_groups")]
-            statuses = {c: Status(s) for c, s in conn.execute("SELECT check_name, status FROM alert_check_status")}
-            silences = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_silences")]
-            return AlertSnapshot(records, groups, statuses, silences)
+            records = [json.loads(d) for c, d in conn.execute("SELECT check_name, data FROM alert_records ORDER BY dedup_key")
+                       if wanted is None or c in wanted]
+            group_docs = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_groups ORDER BY key")] if groups else []
+            statuses = {c: Status(s) for c, s in conn.execute("SELECT check_name, status FROM alert_check_status")
+                        if wanted is None or c in wanted}
+            silences = [json.loads(d) for (d,) in conn.execute("SELECT data FROM alert_silences ORDER BY id")]
+            return AlertSnapshot(records, group_docs, statuses, silences)
 
         return await self._call(load)
 
     async def write_alert_changes(self, changes: AlertChanges) -> None:
+        owner = changes.owner
+
         def write(conn: sqlite3.Connection) -> None:
+            others: set[str] = set()
+            if owner:
+                others = {c for (c,) in conn.execute("SELECT check_name FROM check_owners WHERE owner<>?", (owner,))}
             for rec in changes.records:
+                if rec.check in others:
+                    continue
                 conn.execute("INSERT INTO alert_records(dedup_key, check_name, data) VALUES(?, ?, ?) "
                              "ON CONFLICT(dedup_key) DO UPDATE SET data=excluded.data",
                              (rec.key, rec.check, json.dumps(doc_dict(rec.doc))))
             for key in changes.deleted_records:
-                conn.execute("DELETE FROM alert_records WHERE dedup_key=?", (key,))
+                found = conn.execute("SELECT check_name FROM alert_records WHERE dedup_key=?", (key,)).fetchone()
+                if found is not None and found[0] not in others:
+                    conn.execute("DELETE FROM alert_records WHERE dedup_key=?", (key,))
             for group in changes.groups:
                 conn.execute("INSERT INTO alert_groups(key, receiver, data) VALUES(?, ?, ?) "
                              "ON CONFLICT(key) DO UPDATE SET receiver=excluded.receiver, data=excluded.data",
@@ -509,12 +544,17 @@ class SqliteStore(Store):
             for key in changes.deleted_groups:
                 conn.execute("DELETE FROM alert_groups WHERE key=?", (key,))
             for check, (status, ts) in changes.statuses.items():
+                if check in others:
+                    continue
                 conn.execute("INSERT INTO alert_check_status(check_name, status, ts) VALUES(?, ?, ?) "
                              "ON CONFLICT(check_name) DO UPDATE SET status=excluded.status, ts=excluded.ts",
                              (check, int(status), ts))
             for incident in changes.incidents:
                 _save_incident(conn, incident)
-            _insert_outbox(conn, changes.outbox)
+            _insert_outbox(conn, changes.outbox, others)
+            if owner:
+                for check in changes.release:
+                    conn.execute("DELETE FROM check_owners WHERE owner=? AND check_name=?", (owner, check))
 
         try:
             await self._call(write)
@@ -551,6 +591,10 @@ class SqliteStore(Store):
                 if check not in keep:
                     conn.execute("DELETE FROM alert_records WHERE check_name=?", (check,))
                     conn.execute("DELETE FROM alert_check_status WHERE check_name=?", (check,))
+            for table in ("check_owners", "location_results"):
+                for (check,) in conn.execute(f"SELECT DISTINCT check_name FROM {table}").fetchall():
+                    if check not in keep:
+                        conn.execute(f"DELETE FROM {table} WHERE check_name=?", (check,))
 
         await self._call(forget)
 
@@ -585,6 +629,9 @@ class SqliteStore(Store):
             f"SELECT {_OUTBOX_COLUMNS} FROM alert_outbox WHERE receiver=? AND id>? ORDER BY id LIMIT ?",
             (receiver, after_id, limit)).fetchall())
         return [_outbox_entry(r) for r in found]
+
+    async def outbox_renew(self) -> int:
+        return 0  # one agent per database: nobody else claims rows
 
     async def outbox_head(self, receiver: str) -> OutboxEntry | None:
         found = await self._call(lambda c: c.execute(
@@ -622,3 +669,66 @@ class SqliteStore(Store):
             return gone
 
         return await self._call(drop)
+
+    # -- replicas: one process per SQLite file, so these are the single-member case ---------------
+    async def now(self) -> float:
+        return time.time()
+
+    async def heartbeat(self, name: str, location: str | None, lease: float) -> list[Member]:
+        now = time.time()
+
+        def beat(conn: sqlite3.Connection) -> list[Member]:
+            conn.execute("INSERT INTO cluster_members(name, location, started_at, heartbeat_at, lease) "
+                         "VALUES(?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET location=excluded.location, "
+                         "heartbeat_at=excluded.heartbeat_at, lease=excluded.lease", (name, location, now, now, lease))
+            conn.execute("DELETE FROM cluster_members WHERE heartbeat_at + 10 * lease < ?", (now,))
+            rows = conn.execute("SELECT name, location, started_at, heartbeat_at, lease FROM cluster_members "
+                                "WHERE heartbeat_at + lease > ? ORDER BY name", (now,)).fetchall()
+            return [Member(*r) for r in rows]
+
+        return await self._call(beat)
+
+    async def leave(self, name: str) -> None:
+        def leave(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM cluster_members WHERE name=?", (name,))
+            conn.execute("DELETE FROM check_owners WHERE owner=?", (name,))
+
+        await self._call(leave)
+
+    async def claim_checks(self, owner: str, checks: Collection[str], live: Collection[str]) -> set[str]:
+        now, alive = time.time(), set(live)
+
+        def claim(conn: sqlite3.Connection) -> set[str]:
+            current = dict(conn.execute("SELECT check_name, owner FROM check_owners").fetchall())
+            got = set()
+            for check in checks:
+                holder = current.get(check)
+                if holder is None or holder == owner or holder not in alive:
+                    conn.execute("INSERT INTO check_owners(check_name, owner, since) VALUES(?, ?, ?) ON CONFLICT"
+                                 "(check_name) DO UPDATE SET owner=excluded.owner, since=excluded.since",
+                                 (check, owner, now))
+                    got.add(check)
+            return got
+
+        return await self._call(claim)
+
+    async def check_owners(self) -> dict[str, str]:
+        return dict(await self._call(lambda c: c.execute("SELECT check_name, owner FROM check_owners").fetchall()))
+
+    async def publish_location_results(self, results: Sequence[LocationResult]) -> None:
+        rows = [(r.check, r.replica, r.location, int(r.status), r.ts, r.summary[:500]) for r in results]
+        await self._call(lambda c: c.executemany(
+            "INSERT INTO location_results(check_name, replica, location, status, ts, summary) VALUES(?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(check_name, replica) DO UPDATE SET location=excluded.location, status=excluded.status, "
+            "ts=excluded.ts, summary=excluded.summary", rows))
+
+    async def location_results(self, checks: Collection[str]) -> dict[str, list[LocationResult]]:
+        wanted = set(checks)
+        rows = await self._call(lambda c: c.execute(
+            "SELECT check_name, replica, location, status, ts, summary FROM location_results "
+            "ORDER BY check_name, replica").fetchall())
+        out: dict[str, list[LocationResult]] = {}
+        for check, replica, location, status, ts, summary in rows:
+            if check in wanted:
+                out.setdefault(check, []).append(LocationResult(check, replica, location, Status(status), ts, summary))
+        return out

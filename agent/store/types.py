@@ -68,6 +68,12 @@ class OutboxEntry:
     attempts: int = 0
     last_error: str | None = None
     id: int | None = None
+    #: one row per (alert transition, receiver): a second insert with the same key is skipped (its `id`
+    #: stays None), so two replicas that both saw a transition queue one notification, not two
+    transition_key: str | None = None
+    #: the checks whose alerts the row carries: with `AlertChanges.owner` set, a row about a check another
+    #: replica owns is not inserted (fencing, as for records). Not stored.
+    checks: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -139,10 +145,15 @@ class AlertChanges:
     deleted_groups: list[str] = field(default_factory=list)
     #: check -> (its last status, when it changed), for `depends_on`
     statuses: dict[str, tuple[Status, float]] = field(default_factory=dict)
-    #: new outbox rows; each gets its `id` set by the write
+    #: new outbox rows; each gets its `id` set by the write (a row whose `transition_key` is taken stays None)
     outbox: list[OutboxEntry] = field(default_factory=list)
     #: incidents opened, changed or resolved in the cycle
     incidents: list[IncidentDoc] = field(default_factory=list)
+    #: the writing replica (shared stores): records and statuses of a check another replica owns are
+    #: not written (fencing: a replica cut off from the store cannot overwrite the new owner's state)
+    owner: str | None = None
+    #: checks this replica gives up, in the same transaction as their last state (see `Store.claim_checks`)
+    release: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,3 +164,26 @@ class AlertSnapshot:
     groups: list[dict[str, Any]]
     statuses: dict[str, Status]
     silences: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Member:
+    """A replica as the store knows it: its last heartbeat, on the store's clock."""
+
+    name: str
+    location: str | None
+    started_at: float
+    heartbeat_at: float
+    lease: float
+
+
+@dataclass(frozen=True)
+class LocationResult:
+    """One replica's latest result of a quorum check (`locations: N`), for the check's owner to combine."""
+
+    check: str
+    replica: str
+    location: str | None
+    status: Status
+    ts: float
+    summary: str

@@ -494,3 +494,97 @@ async def test_reopen_keeps_everything(store: Store, make_store: StoreFactory) -
         assert [r.idempotency_key for r in await store.outbox_rows()] == ["k1"]
     finally:
         await store.close()
+
+
+# -- alert state by check, transitions, replicas ------------------------------------------------
+
+async def test_load_alert_state_of_some_checks(store: Store) -> None:
+    await store.write_alert_changes(AlertChanges(
+        records=[RecordDoc("a/", "a", {"c": "a"}), RecordDoc("b/", "b", {"c": "b"}), RecordDoc("b/x", "b", {"c": "bx"})],
+        groups=[GroupDoc("g1", "pager", {"g": 1})],
+        statuses={"a": (Status.OK, NOW), "b": (Status.CRITICAL, NOW)}))
+    await store.save_silence(SilenceDoc("s1", "api", NOW + 60, {"id": "s1"}))
+    snap = await store.load_alert_state(checks=["b", "nothing"], groups=False)
+    assert sorted(r["c"] for r in snap.records) == ["b", "bx"]
+    assert snap.statuses == {"b": Status.CRITICAL}
+    assert snap.groups == [] and snap.silences == [{"id": "s1"}]
+    none = await store.load_alert_state(checks=[])
+    assert (none.records, none.statuses, none.groups) == ([], {}, [{"g": 1}])
+
+
+async def test_one_row_per_transition_key(store: Store) -> None:
+    first = entry("pager", "k1")
+    first.transition_key = "t1"
+    await store.outbox_insert([first])
+    again, other = entry("pager", "k2"), entry("pager", "k3")
+    again.transition_key, other.transition_key = "t1", "t2"
+    await store.write_alert_changes(AlertChanges(records=[RecordDoc("a/", "a", {"v": 1})], outbox=[again, other]))
+    assert again.id is None and other.id is not None  # the second row of transition t1 was not queued
+    rows = await store.outbox_rows()
+    assert [(r.idempotency_key, r.transition_key) for r in rows] == [("k1", "t1"), ("k3", "t2")]
+    assert (await store.load_alert_state()).records == [{"v": 1}]  # the rest of the batch was written
+
+
+async def test_heartbeat_lists_live_members_and_leave_removes(store: Store) -> None:
+    members = await store.heartbeat("r1", "eu", 30)
+    assert [(m.name, m.location) for m in members] == [("r1", "eu")]
+    members = await store.heartbeat("r2", None, 30)
+    assert [m.name for m in members] == ["r1", "r2"]
+    now = await store.now()
+    assert all(m.heartbeat_at + m.lease >= now for m in members)
+    await store.heartbeat("r3", None, 0.0)  # a lease that runs out at once
+    later = await store.heartbeat("r1", "eu", 30)
+    assert [m.name for m in later] == ["r1", "r2"]
+    await store.leave("r2")
+    assert [m.name for m in await store.heartbeat("r1", "eu", 30)] == ["r1"]
+
+
+async def test_claims_go_to_nobody_else_while_the_owner_lives(store: Store) -> None:
+    assert await store.claim_checks("r1", ["a", "b"], live=["r1", "r2"]) == {"a", "b"}
+    assert await store.claim_checks("r2", ["a", "c"], live=["r1", "r2"]) == {"c"}  # a is r1's
+    assert await store.claim_checks("r1", ["a"], live=["r1", "r2"]) == {"a"}  # its own again
+    assert await store.check_owners() == {"a": "r1", "b": "r1", "c": "r2"}
+    assert await store.claim_checks("r2", ["a", "b"], live=["r2"]) == {"a", "b"}  # r1 is gone
+    # a release in the same transaction as the check's last state frees it for anyone
+    await store.write_alert_changes(AlertChanges(records=[RecordDoc("c/", "c", {"last": True})], owner="r2",
+                                                 release=["c"]))
+    assert await store.claim_checks("r3", ["c"], live=["r2", "r3"]) == {"c"}
+    assert (await store.load_alert_state(checks=["c"])).records == [{"last": True}]
+    await store.leave("r2")
+    assert await store.check_owners() == {"c": "r3"}
+
+
+async def test_an_owner_writes_only_the_state_of_its_checks(store: Store) -> None:
+    await store.claim_checks("r1", ["a"], live=["r1"])
+    await store.claim_checks("r2", ["b"], live=["r1", "r2"])
+    await store.write_alert_changes(AlertChanges(records=[RecordDoc("b/", "b", {"by": "r2"})],
+                                                 statuses={"b": (Status.CRITICAL, NOW)}, owner="r2"))
+    # r1 was cut off and still writes what it had about b: it must not overwrite r2's state
+    await store.write_alert_changes(AlertChanges(
+        records=[RecordDoc("a/", "a", {"by": "r1"}), RecordDoc("b/", "b", {"by": "r1"})],
+        statuses={"a": (Status.OK, NOW), "b": (Status.OK, NOW)}, owner="r1"))
+    await store.write_alert_changes(AlertChanges(deleted_records=["b/"], owner="r1"))
+    snap = await store.load_alert_state()
+    assert sorted(r["by"] for r in snap.records) == ["r1", "r2"]
+    assert snap.statuses == {"a": Status.OK, "b": Status.CRITICAL}
+    # nor queue a notification about it: r2 pages for b
+    about_a, about_b = entry("pager", "ka"), entry("pager", "kb")
+    about_a.checks, about_b.checks = ("a",), ("a", "b")
+    await store.write_alert_changes(AlertChanges(outbox=[about_a, about_b], owner="r1"))
+    assert about_a.id is not None and about_b.id is None
+    assert [r.idempotency_key for r in await store.outbox_rows()] == ["ka"]
+
+
+async def test_location_results_keep_the_latest_per_replica(store: Store) -> None:
+    from agent.store import LocationResult
+
+    await store.publish_location_results([LocationResult("api", "r1", "eu", Status.OK, NOW, "ok"),
+                                          LocationResult("api", "r2", "us", Status.CRITICAL, NOW, "down")])
+    await store.publish_location_results([LocationResult("api", "r1", "eu", Status.CRITICAL, NOW + 1, "down"),
+                                          LocationResult("web", "r1", "eu", Status.OK, NOW, "ok")])
+    found = await store.location_results(["api"])
+    assert list(found) == ["api"]
+    assert [(r.replica, r.status, r.ts) for r in found["api"]] == [("r1", Status.CRITICAL, NOW + 1),
+                                                                  ("r2", Status.CRITICAL, NOW)]
+    await store.forget_checks({"web"})
+    assert await store.location_results(["api", "web"]) == {"web": [LocationResult("web", "r1", "eu", Status.OK, NOW, "ok")]}
