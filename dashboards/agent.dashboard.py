@@ -80,11 +80,32 @@ def build(ctx: g.Context) -> Dashboard:
         "running.", "short",
         [g.target(f"sum by (instance) ({g.increase(_plain('sre_agent_api_accept_errors_total'))})", "{{instance}}")],
         w=8, bars=True)
+    members = g.timeseries(
+        "Replicas", "Live replicas sharing the state store (1 without replicas), as each agent sees them.", "short",
+        [g.target(_plain("sre_agent_cluster_members"), "{{instance}}")], w=6)
+    shard = g.timeseries(
+        "Checks per replica", "Checks each replica runs: its share by rendezvous hashing (all of them without "
+        "replicas).", "short", [g.target(_plain("sre_agent_shard_checks"), "{{instance}}")], w=6, stacked=True)
+    lease = g.timeseries(
+        "Lease age", "Seconds since the state store took this replica's heartbeat; past agent.replica.lease it takes "
+        "no new work and /readyz answers 503.", "s",
+        [g.target(_plain("sre_agent_cluster_lease_age_seconds"), "{{instance}}")], w=6)
+    buffered = g.timeseries(
+        "Results dropped while the store was away", "Results dropped from memory because the state store was "
+        "unreachable past agent.state_buffer.", "short",
+        [g.target(f"sum by (instance, kind) ({g.increase(_plain('sre_agent_store_buffer_dropped_total'))})",
+                  "{{instance}} {{kind}}")], w=6, bars=True)
+    locations = g.timeseries(
+        "Quorum checks by location", "Status (0 OK .. 3 UNKNOWN) of each check with `locations:` per location, as "
+        "its owner combines them.", "none",
+        [g.target(f"max by (check, location) ({g.sel('sre_agent_check_location_status')})", "{{check}} @ {{location}}")],
+        w=24)
     rows = [
         g.Row("Scrape and config", [up, loaded, since, configured, version, scrape, samples, reloads]),
         g.Row("Scheduling and state", [lag, skipped, store, store_size, leftovers]),
         g.Row("Notifications", [latency, suppressed]),
         g.Row("API listener", [connections, rejected, accept]),
+        g.Row("Replicas", [members, shard, lease, buffered, locations]),
     ]
     return g.dashboard(uid=UID, title="sre-agent: agent", tags=["agent"], rows=rows, templating=g.variables(),
                        ctx=ctx, description="The agent's own health: scrape, config loads, schedule lag, skipped "

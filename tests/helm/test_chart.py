@@ -34,15 +34,16 @@ RELEASE, NAMESPACE = "sre", "monitoring"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 READ_VERBS = {"get", "list", "watch"}
 
+PG = {"type": "postgres", "postgres": {"existingSecret": "sre-agent-pg"}}
 GRID: dict[str, dict[str, Any]] = {
     "default": {},
-    "sharded": {"replicas": 3, "sharding": {"enabled": True}},
+    "sharded": {"replicas": 3, "sharding": {"enabled": True}, "state": PG},
     "postgres": {"replicas": 2, "state": {"type": "postgres", "postgres": {"existingSecret": "sre-agent-pg"}}},
     "namespaced": {"rbac": {"namespaces": ["payments", "shop"], "nodes": False},
                    "config": {"checks": [{"name": "payments", "type": "kubernetes",
                                           "namespaces": ["payments", "shop"]}]}},
     "everything": {
-        "replicas": 2, "sharding": {"enabled": True},
+        "replicas": 2, "sharding": {"enabled": True}, "state": PG,
         "image": {"digest": "sha256:" + "a" * 64},
         "imagePullSecrets": ["ghcr"],
         "serviceMonitor": {"enabled": True, "release": "prom", "labels": {"team": "sre"}},
@@ -179,7 +180,7 @@ def test_deployment_by_default_statefulset_with_ordinal_and_count_when_sharded()
     env = {e["name"] for e in container(deployment)["env"]}
     assert "SRE_AGENT_SHARD_ORDINAL" not in env
 
-    for values in (GRID["sharded"], {"sharding": {"enabled": True}}, GRID["postgres"]):
+    for values in (GRID["sharded"], {"sharding": {"enabled": True}, "state": PG}, GRID["postgres"]):
         (sts,) = workloads(manifests(values))
         assert sts["kind"] == "StatefulSet"
         env = {e["name"]: e for e in container(sts)["env"]}
@@ -217,7 +218,10 @@ def test_the_rendered_config_is_one_the_agent_accepts(case, tmp_path):
     path.write_text(cm["data"]["config.yaml"])
     config = load_config(path, env={"SLACK_WEBHOOK_URL": "https://hooks.example.invalid/x",
                                     "SRE_AGENT_API_TOKEN": "an-api-token-of-32-characters-xx",
-                                    "SRE_AGENT_STATE_DSN": "postgresql://u:p@127.0.0.1:1/db"})
+                                    "SRE_AGENT_STATE_DSN": "postgresql://u:p@127.0.0.1:1/db",
+                                    # what the pod's environment gives (the downward API, the StatefulSet)
+                                    "SRE_AGENT_POD_NAME": "sre-sre-agent-0", "SRE_AGENT_SHARD_ORDINAL": "0",
+                                    "SRE_AGENT_SHARD_COUNT": str(values.get("replicas", 1))})
     assert [c.type for c in config.all_checks()][0] == "kubernetes", name
 
 
@@ -243,10 +247,6 @@ def test_sqlite_state_on_a_pvc_and_postgres_without_one():
     volumes = {v["name"]: v for v in workloads(docs)[0]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     assert {"mountPath": "/var/lib/sre-agent", "name": "state"} in container(workloads(docs)[0])["volumeMounts"]
-
-    (sts,) = workloads(manifests(GRID["sharded"]))
-    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["state"]
-    assert not of_kind(manifests(GRID["sharded"]), "PersistentVolumeClaim")
 
     pg = manifests(GRID["postgres"])
     assert not of_kind(pg, "PersistentVolumeClaim")
@@ -446,9 +446,11 @@ INVALID = [
     ({"config": {"checks": [{"name": "x"}]}}, "/config/checks/0"),
 ]
 INVALID_TOGETHER = [
-    ({"replicas": 3}, "set sharding.enabled=true, or state.type=postgres"),
+    ({"replicas": 3}, "replicas share the checks only through one PostgreSQL store"),
+    ({"sharding": {"enabled": True}}, "replicas share the checks only through one PostgreSQL store"),
     ({"state": {"type": "postgres"}}, "state.type postgres needs state.postgres.existingSecret"),
-    ({"sharding": {"enabled": True}, "state": {"persistence": {"existingClaim": "x"}}}, "leave existingClaim empty"),
+    ({"sharding": {"enabled": True}, "state": {**PG, "persistence": {"existingClaim": "x"}}},
+     "leave existingClaim empty"),
     ({"config": {"agent": {"listen": "127.0.0.1:9108"}}}, "config.agent.listen is set by the chart"),
     ({"config": {"agent": {"state_dir": "/data"}}}, "config.agent.state_dir is set by the chart"),
 ]
@@ -499,3 +501,24 @@ def test_notes_explain_metrics_and_file_descriptor_limits():
     assert "LimitNOFILE" in notes and "RLIMIT_NOFILE" in notes
     assert "lost whenever the pod is replaced" in render({"state": {"persistence": {"enabled": False}}})[
         "sre-agent/templates/NOTES.txt"]
+
+
+def test_replicas_on_postgres_get_the_store_and_their_share_in_the_config(tmp_path):
+    def rendered(values: dict[str, Any]) -> Any:
+        (cm,) = [d for d in of_kind(manifests(values), "ConfigMap")
+                 if "grafana_dashboard" not in d["metadata"].get("labels", {})]
+        path = tmp_path / "config.yaml"
+        path.write_text(cm["data"]["config.yaml"])
+        return load_config(path, env={"SRE_AGENT_STATE_DSN": "postgresql://u:p@127.0.0.1:1/db",
+                                      "SRE_AGENT_POD_NAME": "sre-sre-agent-1", "SRE_AGENT_SHARD_ORDINAL": "2",
+                                      "SRE_AGENT_SHARD_COUNT": "3", "SRE_AGENT_API_TOKEN": "x" * 32,
+                                      "SLACK_WEBHOOK_URL": "https://hooks.example.invalid/x"}).agent
+
+    live = rendered(GRID["postgres"])  # live membership: each replica named after its pod
+    assert live.state is not None and live.replica.name == "sre-sre-agent-1" and live.shard is None
+    static = rendered(GRID["sharded"])  # static shards: the StatefulSet ordinal and the count
+    assert static.state is not None and (static.shard.index, static.shard.count) == (2, 3)
+    sqlite = rendered({})
+    assert sqlite.state is None and sqlite.shard is None
+    own = rendered({**GRID["postgres"], "config": {"agent": {"replica": {"name": "fixed", "lease": "30s"}}}})
+    assert own.replica.name == "fixed"  # what the values set wins

@@ -62,6 +62,17 @@ app.kubernetes.io/part-of: sre-agent
 {{- if hasKey $cfg "agent" }}{{ $agent = get $cfg "agent" }}{{ end }}
 {{- $_ := set $agent "listen" "0.0.0.0:9108" }}
 {{- $_ := set $agent "state_dir" "/var/lib/sre-agent" }}
+{{- if eq .Values.state.type "postgres" }}
+{{- /* one shared store: the DSN from the Secret, and how the replicas share the checks */}}
+{{- if not (hasKey $agent "state") }}{{ $_ := set $agent "state" "${SRE_AGENT_STATE_DSN}" }}{{ end }}
+{{- if .Values.sharding.enabled }}
+{{- if not (hasKey $agent "shard") }}{{ $_ := set $agent "shard" (dict "index" "${SRE_AGENT_SHARD_ORDINAL}" "count" "${SRE_AGENT_SHARD_COUNT}") }}{{ end }}
+{{- else }}
+{{- $replica := get $agent "replica" | default dict }}
+{{- if not (hasKey $replica "name") }}{{ $_ := set $replica "name" "${SRE_AGENT_POD_NAME}" }}{{ end }}
+{{- $_ := set $agent "replica" $replica }}
+{{- end }}
+{{- end }}
 {{- $_ := set $cfg "agent" $agent }}
 {{- toYaml $cfg }}
 {{- end }}
@@ -232,8 +243,8 @@ spec:
 {{- fail (printf "config.agent.%s is set by the chart (%s), which the probes, the Service and the volumes rely on: remove it" $key $fixed) }}
 {{- end }}
 {{- end }}
-{{- if and (gt (int .Values.replicas) 1) (not .Values.sharding.enabled) (eq .Values.state.type "sqlite") }}
-{{- fail (printf "replicas: %d with state.type sqlite and sharding.enabled false would run every check %d times and alert from each replica: set sharding.enabled=true, or state.type=postgres (one shared store), or replicas: 1" (int .Values.replicas) (int .Values.replicas)) }}
+{{- if and (include "sre-agent.statefulset" .) (eq .Values.state.type "sqlite") }}
+{{- fail (printf "replicas: %d / sharding.enabled: %v with state.type sqlite would run every check on every replica and alert from each: replicas share the checks only through one PostgreSQL store: set state.type=postgres (live membership, or sharding.enabled for static shards), or replicas: 1 and sharding.enabled false" (int .Values.replicas) .Values.sharding.enabled) }}
 {{- end }}
 {{- if and (eq .Values.state.type "postgres") (not .Values.state.postgres.existingSecret) }}
 {{- fail "state.type postgres needs state.postgres.existingSecret: the name of an existing Secret holding the DSN (key state.postgres.dsnKey)" }}
