@@ -12,6 +12,8 @@ every file exists and has the six sections an SRE expects.
 
 from __future__ import annotations
 
+from functools import cache
+
 from agent.check import CheckConfig
 from agent.registry import check_types
 
@@ -21,6 +23,7 @@ AGENT_RUNBOOKS: dict[str, str] = {
 }
 
 
+@cache
 def runbook_families() -> dict[str, str]:
     """Every family -> its runbook: `type` and `type.aspect` from the check types, then the agent's own."""
     out: dict[str, str] = {}

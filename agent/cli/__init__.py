@@ -22,7 +22,7 @@ from agent.cli import dashboards as dashboard_commands
 from agent.cli import digest as digest_commands
 from agent.cli import notify as notify_commands
 from agent.cli import rules as rules_commands
-from agent.cli.common import CONFIG_HELP, config_option, load_or_exit
+from agent.cli.common import CONFIG_HELP, config_option, key_value_pairs, load_or_exit
 from agent.config import ConfigError
 from agent.reports import FORMATS, format_for
 
@@ -95,7 +95,7 @@ def check(config_path: str | None, names: tuple[str, ...], run_all: bool, tags: 
         raise click.UsageError("--report-format needs --report FILE")
     config = load_or_exit(config_path)
     selection = Selection(patterns=tuple(_check_name(config, n) for n in names), tags=tuple(dict.fromkeys(tags + suites)),
-                          labels=tuple(_pairs(labels, "--label").items()), run_all=run_all)
+                          labels=tuple(key_value_pairs(labels, "--label", "KEY=VALUE").items()), run_all=run_all)
     if selection.empty:
         known = [c.name for c in config.all_checks()]
         click.echo("name one or more checks, or pass --tag, --suite, --label or --all. Checks: " + ", ".join(known), err=True)
@@ -136,16 +136,6 @@ def _check_name(config: Any, name: str) -> str:
         return str(config.check(name).name)
     except KeyError:
         return name  # the selection reports it as unknown, with a hint
-
-
-def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
-        out[key.strip()] = val
-    return out
 
 
 def _loop_factory(config: Any) -> Any:

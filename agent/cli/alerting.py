@@ -83,16 +83,6 @@ def _all_silences(base: str, show_all: bool) -> list[dict[str, Any]]:
             return list(out.values())
 
 
-def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected label=value, got {value!r}", param_hint=option)
-        out[key.strip()] = val
-    return out
-
-
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
 
@@ -128,7 +118,10 @@ def register(main: click.Group) -> None:
                     matchers_re: tuple[str, ...], duration: str | None, starts_at: str | None, ends_at: str | None,
                     comment: str, created_by: str) -> None:
         """Silence alerts matching labels, e.g. `silence add -m service=api -d 2h --comment deploy`."""
-        body: dict[str, Any] = {"matchers": _pairs(matchers, "--matcher"), "matchers_re": _pairs(matchers_re, "--matcher-re"),
+        from agent.cli.common import key_value_pairs
+
+        body: dict[str, Any] = {"matchers": key_value_pairs(matchers, "--matcher", "label=value"),
+                                "matchers_re": key_value_pairs(matchers_re, "--matcher-re", "label=value"),
                                 "comment": comment, "created_by": created_by}
         if not body["matchers"] and not body["matchers_re"]:
             raise click.UsageError("give at least one --matcher or --matcher-re")

@@ -31,3 +31,14 @@ def exit_invalid(exc: ConfigError) -> NoReturn:
     for issue in exc.issues:
         click.echo(f"  {issue}", err=True)
     sys.exit(2)
+
+
+def key_value_pairs(values: tuple[str, ...], option: str, shape: str = "KEY=VALUE") -> dict[str, str]:
+    """Repeated `--option K=V` values as a mapping; a value without `=` is a usage error naming the option."""
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected {shape}, got {value!r}", param_hint=option)
+        out[key.strip()] = val
+    return out

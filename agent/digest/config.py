@@ -13,6 +13,7 @@ and Alertmanager are refused, a morning summary must not page anyone.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from datetime import timedelta
@@ -30,15 +31,10 @@ from agent.registry import Section, register_section
 def local_zone_name() -> str:
     """The agent host's IANA zone: $TZ, else where /etc/localtime points, else UTC."""
     candidates = [os.environ.get("TZ", "").removeprefix(":")]
-    try:
-        target = str(Path("/etc/localtime").resolve())
-        candidates.append(target.partition("zoneinfo/")[2])
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
+        candidates.append(str(Path("/etc/localtime").resolve()).partition("zoneinfo/")[2])
+    with contextlib.suppress(OSError):
         candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    except OSError:
-        pass
     for name in candidates:
         if name:
             try:

@@ -173,15 +173,6 @@ def _order(alerts: list[Alert]) -> list[Alert]:
     return sorted(alerts, key=lambda a: (rank.get(a.state, 0), -a.severity.rank, a.check))
 
 
-def _heading(alert: Alert) -> str:
-    if alert.state == AlertState.RESOLVED:
-        return f"{render.RESOLVED_EMOJI} Resolved: {alert.check}"
-    if alert.state == AlertState.MOVED and alert.moved_to is not None:
-        direction = alert.moved_to.direction.capitalize()
-        return f"{render.emoji(alert)} {direction} to {alert.severity.value.upper()}: {alert.check}"
-    return f"{render.emoji(alert)} {alert.severity.value.upper()}: {alert.check}"
-
-
 def _summary(alert: Alert) -> str:
     text = alert.summary or "(no summary)"
     handoff = render.handoff_line(alert)
@@ -222,7 +213,7 @@ def plain_body(notification: Notification, alerts: list[Alert], now: float) -> s
         lines += [render.group_title(notification, alerts), ""]
     for alert in alerts:
         fields = _fields(alert, now)
-        lines += [_heading(alert), "", _summary(alert), ""]
+        lines += [render.heading(alert), "", _summary(alert), ""]
         width = max(len(k) for k, _ in fields)
         lines += [f"  {k + ':':<{width + 1}} {v}" for k, v in fields]
         links = _links(alert)
@@ -251,7 +242,7 @@ def html_body(notification: Notification, alerts: list[Alert], now: float) -> st
         if alert.state == AlertState.MOVED:
             color = _MOVED_COLOR
         parts.append(f'<div style="border-left:4px solid {color};padding:4px 12px;margin:0 0 16px">')
-        parts.append(f'<h2 style="font-size:16px;margin:4px 0;color:{color}">{_e(_heading(alert))}</h2>')
+        parts.append(f'<h2 style="font-size:16px;margin:4px 0;color:{color}">{_e(render.heading(alert))}</h2>')
         parts.append(f'<p style="margin:4px 0 8px">{_e(_summary(alert))}</p>')
         parts.append('<table role="presentation" style="border-collapse:collapse;margin:0 0 8px">')
         for key, value in _fields(alert, now):

@@ -217,3 +217,13 @@ def head_facts(alert: Alert, now: float) -> list[tuple[str, str]]:
             items.append((f"{alert.moved_from.direction.capitalize()} from",
                           f"{alert.moved_from.previous.value} ({', '.join(alert.moved_from.receivers)})"))
     return items
+
+
+def heading(alert: Alert) -> str:
+    """A single alert's title line (Slack's header, the email's heading)."""
+    if alert.state == AlertState.RESOLVED:
+        return f"{RESOLVED_EMOJI} Resolved: {alert.check}"
+    if alert.state == AlertState.MOVED and alert.moved_to is not None:
+        direction = alert.moved_to.direction.capitalize()
+        return f"{emoji(alert)} {direction} to {alert.severity.value.upper()}: {alert.check}"
+    return f"{emoji(alert)} {alert.severity.value.upper()}: {alert.check}"

@@ -114,15 +114,6 @@ def _field(label: str, value: str) -> dict[str, Any]:
     return _mrkdwn(head + md(value, FIELD_MAX - len(head)))
 
 
-def _title(alert: Alert) -> str:
-    if alert.state == AlertState.RESOLVED:
-        return f"{render.RESOLVED_EMOJI} Resolved: {alert.check}"
-    if alert.state == AlertState.MOVED and alert.moved_to is not None:
-        direction = alert.moved_to.direction.capitalize()
-        return f"{render.emoji(alert)} {direction} to {alert.severity.value.upper()}: {alert.check}"
-    return f"{render.emoji(alert)} {alert.severity.value.upper()}: {alert.check}"
-
-
 def _facts(alert: Alert, now: float) -> list[tuple[str, str]]:
     return render.head_facts(alert, now)
 
@@ -150,7 +141,7 @@ def _single(alert: Alert, now: float) -> list[dict[str, Any]]:
     if handoff := render.handoff_line(alert):
         text = f"{handoff.capitalize()}\n{text}"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(_title(alert), HEADER_MAX)},
+        {"type": "header", "text": _plain(render.heading(alert), HEADER_MAX)},
         {"type": "section", "text": _mrkdwn(md(text, SECTION_MAX))},
     ]
     items = _facts(alert, now)
@@ -167,7 +158,7 @@ def _single(alert: Alert, now: float) -> list[dict[str, Any]]:
 
 
 def _group_section(alert: Alert, now: float) -> dict[str, Any]:
-    head = f"*{md(_title(alert), 200)}*"
+    head = f"*{md(render.heading(alert), 200)}*"
     when = render.elapsed(alert, now)
     if when:
         head += f" · _{md(when, 60)}_"
