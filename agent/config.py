@@ -40,6 +40,7 @@ from pydantic import (
 
 from agent import registry, runbook_files, yamlfile
 from agent.check import NAME_PATTERN, CheckConfig, Model, missing_packages
+from agent.core import gc_paused
 from agent.durations import Duration
 from agent.secrets import InlineSecret, Secret, dsn_rule, expand_env, redact
 
@@ -411,6 +412,11 @@ def _mergeable(data: dict[str, Any], section: str) -> bool:
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigBase:
     """Load, expand and validate; raise `ConfigError` with every issue found, sorted by file and line."""
+    with gc_paused():
+        return _load_config(path, env)
+
+
+def _load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None) -> ConfigBase:
     cfg_path = Path(path) if path is not None else embedded_default()
     issues: list[ConfigIssue] = []
     docs = [(d, m) for d, m in _load_yaml(cfg_path, issues) if d is not None]

@@ -6,10 +6,26 @@ alerting. Checks and receivers both depend on this module, never on each other.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: loading 10,000 checks allocates millions of objects
+    that all stay alive, and the collector's passes over them cost a third of the start-up."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class Status(enum.IntEnum):

@@ -39,7 +39,7 @@ from agent.check import CheckConfig
 from agent.cluster import Cluster, HeartbeatThread, combine, default_name
 from agent.config import ConfigBase, ConfigError, load_config
 from agent.context import CheckContext
-from agent.core import CheckResult
+from agent.core import CheckResult, gc_paused
 from agent.eventloop import loop_name
 from agent.metrics import Metrics, set_created_series
 from agent.registry import get_type, sections
@@ -175,6 +175,10 @@ class Agent:
 
     # -- startup -----------------------------------------------------------------
     async def start(self) -> None:
+        with gc_paused():  # freezes what start-up made at its end
+            await self._start()
+
+    async def _start(self) -> None:
         self.config = load_config(self.config_path)  # raises ConfigError: nothing started
         self._open_files = raise_open_files_limit()
         self.metrics.config_loaded(True, time.time())

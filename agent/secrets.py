@@ -293,16 +293,24 @@ def expand_env(obj: Any, env: dict[str, str] | None = None, path: tuple[Any, ...
 
         return _ENV_REF.sub(one, text).replace("$${", "${")
 
-    def walk(node: Any, here: tuple[Any, ...]) -> Any:
+    def flat(chain: tuple[Any, ...]) -> tuple[Any, ...]:
+        keys: list[Any] = []
+        while chain:
+            chain, key = chain
+            keys.append(key)
+        return (*path, *reversed(keys))
+
+    # `chain` is (parent chain, key): a path is only spelled out for a string that has a reference
+    def walk(node: Any, chain: tuple[Any, ...]) -> Any:
         if isinstance(node, str):
-            return sub(node, here) if "${" in node else node
+            return sub(node, flat(chain)) if "${" in node else node
         if isinstance(node, dict):
-            return {k: walk(v, (*here, k)) for k, v in node.items()}
+            return {k: walk(v, (chain, k)) for k, v in node.items()}
         if isinstance(node, list):
-            return [walk(v, (*here, i)) for i, v in enumerate(node)]
+            return [walk(v, (chain, i)) for i, v in enumerate(node)]
         return node
 
-    return walk(obj, path), errors
+    return walk(obj, ()), errors
 
 
 def read_secret_file(path: str | os.PathLike[str]) -> str:
