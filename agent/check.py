@@ -19,10 +19,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from agent import interning
 from agent.core import CheckResult, Sample, Severity, Status
 from agent.durations import Duration
 from agent.secrets import SecretFields
@@ -40,6 +41,13 @@ class Model(SecretFields):
     """Base of every config model: unknown keys are errors, values are frozen, `Secret` fields take `*_file`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    #: whether an equal instance may stand for this one inside another while a config loads
+    #: (`agent.interning`); a check's own config is unique (its name), so only its parts are shared
+    share_whole: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _share_parts(self) -> Self:
+        return interning.shared(self)
 
 
 class AlertPolicy(Model):
@@ -59,6 +67,8 @@ class SeverityMap(Model):
 
 class CheckConfig(Model):
     """Keys every check accepts."""
+
+    share_whole: ClassVar[bool] = False
 
     name: str = Field(pattern=NAME_PATTERN, max_length=128, description="unique name; [a-z0-9][a-z0-9_.-]*")
     type: str

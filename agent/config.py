@@ -41,6 +41,7 @@ from pydantic import (
 from agent import registry, runbook_files, yamlfile
 from agent.check import NAME_PATTERN, CheckConfig, Model, missing_packages
 from agent.core import gc_paused
+from agent.interning import sharing
 from agent.durations import Duration
 from agent.secrets import InlineSecret, Secret, dsn_rule, expand_env, redact
 
@@ -412,7 +413,7 @@ def _mergeable(data: dict[str, Any], section: str) -> bool:
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigBase:
     """Load, expand and validate; raise `ConfigError` with every issue found, sorted by file and line."""
-    with gc_paused():
+    with gc_paused(), sharing():
         return _load_config(path, env)
 
 

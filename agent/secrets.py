@@ -300,14 +300,17 @@ def expand_env(obj: Any, env: dict[str, str] | None = None, path: tuple[Any, ...
             keys.append(key)
         return (*path, *reversed(keys))
 
-    # `chain` is (parent chain, key): a path is only spelled out for a string that has a reference
+    # `chain` is (parent chain, key): a path is only spelled out for a string that has a reference.
+    # A mapping or list without one is returned as it is, not copied (a large config is not held twice).
     def walk(node: Any, chain: tuple[Any, ...]) -> Any:
         if isinstance(node, str):
             return sub(node, flat(chain)) if "${" in node else node
         if isinstance(node, dict):
-            return {k: walk(v, (chain, k)) for k, v in node.items()}
+            items = {k: walk(v, (chain, k)) for k, v in node.items()}
+            return node if all(items[k] is v for k, v in node.items()) else items
         if isinstance(node, list):
-            return [walk(v, (chain, i)) for i, v in enumerate(node)]
+            out = [walk(v, (chain, i)) for i, v in enumerate(node)]
+            return node if all(a is b for a, b in zip(out, node, strict=True)) else out
         return node
 
     return walk(obj, ()), errors
