@@ -41,8 +41,8 @@ from pydantic import (
 from agent import registry, runbook_files, yamlfile
 from agent.check import NAME_PATTERN, CheckConfig, Model, missing_packages
 from agent.core import gc_paused
-from agent.interning import sharing
 from agent.durations import Duration
+from agent.interning import sharing
 from agent.secrets import InlineSecret, Secret, dsn_rule, expand_env, redact
 
 EMBEDDED_DEFAULT = "quickstart.yaml"

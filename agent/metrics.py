@@ -49,6 +49,8 @@ DURATION = "sre_agent_check_duration_seconds"
 RUNS = "sre_agent_check_runs_total"
 _RUN_STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 _OM_EOF = b"# EOF\n"
+#: how often the daemon renders the lines of new results ahead of a scrape (`CheckSeries.refresh`)
+PRERENDER_SECONDS = 2.0
 
 
 def set_created_series(enabled: bool) -> None:
@@ -76,7 +78,7 @@ class _Entry:
     """One check's series: its latest result, histogram and run counts, and its rendered lines."""
 
     __slots__ = ("result", "type", "counts", "total", "runs", "created", "version", "chunks", "chunks_version",
-                 "label_cache")
+                 "chunks_created", "label_cache")
 
     def __init__(self, result: CheckResult, n_buckets: int) -> None:
         self.result = result
@@ -88,6 +90,7 @@ class _Entry:
         self.version = 0
         self.chunks: dict[str, bytes] = {}
         self.chunks_version = -1
+        self.chunks_created = False  # whether `chunks` carry the `_created` lines
         #: (check, type, result labels) -> the escaped label strings (rendering thread only)
         self.label_cache: tuple[tuple[str, str, dict[str, str]], tuple[str, str, str]] | None = None
 
@@ -210,42 +213,70 @@ class CheckSeries(Collector):
     # --- the fast exposition ----------------------------------------------------------
 
     def render(self, registry: CollectorRegistry, encoder: Callable[[CollectorRegistry], bytes],
-               openmetrics: bool) -> bytes:
-        """The whole registry in one format: this collector's cached lines, then every other collector."""
+               openmetrics: bool) -> list[bytes]:
+        """The whole registry in one format, in pieces: this collector's cached lines, then every other collector.
+
+        Pieces, not one body: 10,000 checks make 25 MB that a gzip response or a streamed one never
+        needs in one piece (see agent.api).
+        """
         self._skip.active = True
         try:
             rest = encoder(registry)
         finally:
             self._skip.active = False
-        return self.render_own(openmetrics) + rest
+        pieces = self.render_own(openmetrics)
+        pieces.append(rest)
+        return pieces
 
-    def render_own(self, openmetrics: bool) -> bytes:
-        """This collector's families: lines of checks without a new result come from the cache."""
+    def refresh(self, budget: int | None = None) -> int:
+        """Render the lines of checks whose result is newer than their cached lines (at most `budget` of them).
+
+        The daemon calls this every `PRERENDER_SECONDS`, so a scrape finds almost every line rendered
+        already; a scrape calls it for whatever is left. Returns how many checks were rendered.
+        """
         created = created_series_enabled()
         with self._lock:
-            stale = [(e, e.version, e.result, list(e.counts), e.total, {s: list(v) for s, v in e.runs.items()},
-                      e.created) for e in self._entries.values() if e.chunks_version != e.version]
+            stale = []
+            for e in self._entries.values():
+                if e.chunks_version != e.version or e.chunks_created != created:
+                    stale.append((e, e.version, e.result, list(e.counts), e.total,
+                                  {s: list(v) for s, v in e.runs.items()}, e.created))
+                    if budget is not None and len(stale) >= budget:
+                        break
         for e, version, result, counts, total, runs, since in stale:
             chunks = self._chunks(result, counts, total, runs, since, created, e)
-            with self._lock:
-                e.chunks, e.chunks_version = chunks, version  # if a newer result came meanwhile, its version differs
+            with self._lock:  # if a newer result came meanwhile, its version differs and it stays stale
+                e.chunks, e.chunks_version, e.chunks_created = chunks, version, created
+        return len(stale)
+
+    def render_own(self, openmetrics: bool) -> list[bytes]:
+        """This collector's families, in pieces: every check's cached lines, grouped by family."""
+        self.refresh()
+        created = created_series_enabled()
         with self._lock:
             entries = [e.chunks for e in self._entries.values()]
+        columns: dict[str, list[bytes]] = {}
+        for chunks in entries:  # one pass: each check's lines go to their family's column
+            for key, chunk in chunks.items():
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = []
+                column.append(chunk)
         headers = self._family_headers(openmetrics)
         out: list[bytes] = []
         for key in (*RESULT_GAUGES, *self._families):
             out.append(headers[key])
-            out.extend(c.get(key, b"") for c in entries)
+            out.extend(columns.get(key, ()))
         for key in (DURATION, RUNS):
             out.append(headers[key])
-            if openmetrics:
-                out.extend(c.get(key + "@om", c.get(key, b"")) for c in entries)
+            if openmetrics and created:
+                out.extend(columns.get(key + "@om", ()))
             else:
-                out.extend(c.get(key, b"") for c in entries)
-                if any(key + "@created" in c for c in entries):
+                out.extend(columns.get(key, ()))
+                if created and columns.get(key + "@created"):
                     out.append(self._created_header(key))
-                    out.extend(c.get(key + "@created", b"") for c in entries)
-        return b"".join(out)
+                    out.extend(columns[key + "@created"])
+        return out
 
     def _chunks(self, r: CheckResult, counts: list[int], total: float, runs: dict[str, list[float]], since: float,
                 created: bool, entry: _Entry) -> dict[str, bytes]:
@@ -378,6 +409,11 @@ class Metrics:
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """(/metrics body, its Content-Type) for a request's Accept header: OpenMetrics or the text format."""
+        pieces, content_type = self.exposition_pieces(accept)
+        return b"".join(pieces), content_type
+
+    def exposition_pieces(self, accept: str | None) -> tuple[list[bytes], str]:
+        """`exposition`, as the pieces that joined make the body."""
         encoder, content_type = choose_encoder(accept or "")
         return self.results.render(self.registry, encoder, content_type.startswith("application/openmetrics-text")), \
             content_type

@@ -138,3 +138,23 @@ async def test_metrics_endpoint_negotiates_format_and_gzips_when_asked() -> None
         openm = await client.get("/metrics", headers={"Accept": OPENMETRICS, "Accept-Encoding": "identity"})
         assert openm.headers["Content-Type"].startswith("application/openmetrics-text")
         assert await openm.read() == om.generate_latest(m.registry)
+
+
+async def test_a_large_exposition_is_streamed_whole_with_its_length() -> None:
+    import gzip
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agent.api import STREAM_BATCH, build_app
+
+    m = Metrics(CollectorRegistry(auto_describe=True), families=dict(FAMILIES))
+    for i in range(2000):
+        m.observe(_result(f"check-{i:05d}", Status.OK, 0.01 * (i % 50)))
+    expected = m.exposition(None)[0]
+    assert len(expected) > 3 * STREAM_BATCH  # several writes
+    async with TestClient(TestServer(build_app(_View(m)))) as client:  # type: ignore[arg-type]
+        plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        body = await plain.read()
+        assert int(plain.headers["Content-Length"]) == len(body) and body == expected
+        zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert gzip.decompress(await zipped.read()) == expected
