@@ -50,7 +50,7 @@ RUNS = "sre_agent_check_runs_total"
 _RUN_STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 _OM_EOF = b"# EOF\n"
 #: how often the daemon renders the lines of new results ahead of a scrape (`CheckSeries.refresh`)
-PRERENDER_SECONDS = 2.0
+PRERENDER_SECONDS = 5.0
 
 
 def set_created_series(enabled: bool) -> None:

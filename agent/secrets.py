@@ -143,6 +143,10 @@ def _compile_values(values: Collection[str], flags: int) -> re.Pattern[str]:
         return re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)), flags)
 
 
+#: texts up to this long are remembered with their redacted form, at most this many of them
+_MEMO_TEXT, _MEMO_SIZE = 256, 20_000
+
+
 class Redactor:
     """Remembers secret values (and their derived forms) and scrubs them from text. Thread-safe."""
 
@@ -151,6 +155,9 @@ class Redactor:
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
         self._pattern_ci: re.Pattern[str] | None = None
+        #: (text, ignore_case) -> redacted, for short texts: every result redacts the same observation
+        #: names and URLs again (three regex passes each); forgotten whenever a secret is added
+        self._memo: dict[tuple[str, bool], str] = {}
 
     def add(self, value: str | None) -> None:
         if not value:
@@ -163,6 +170,7 @@ class Redactor:
             if not forms <= self._values:
                 self._values |= forms
                 self._pattern = self._pattern_ci = None
+                self._memo = {}
 
     def add_basic_auth(self, username: str, password: str) -> None:
         """Remember `password` and the `Authorization: Basic` credentials built from it."""
@@ -184,10 +192,21 @@ class Redactor:
         """`text` without known secrets; `ignore_case` for text about to be lowercased (metric names)."""
         if not text:
             return text
-        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-        text = _KEYWORD_SECRETS.sub(lambda m: f"{m.group(1)}={MASK}", text)
+        memo = self._memo
+        key = (text, ignore_case)
+        done = memo.get(key)
+        if done is not None:
+            return done
+        clean = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+        clean = _KEYWORD_SECRETS.sub(lambda m: f"{m.group(1)}={MASK}", clean)
         pattern = self._compiled(ignore_case)
-        return pattern.sub(MASK, text) if pattern else text
+        if pattern:
+            clean = pattern.sub(MASK, clean)
+        if len(text) <= _MEMO_TEXT and memo is self._memo:  # not if a secret was added meanwhile
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = clean
+        return clean
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact every string inside nested dicts/lists, keys included (for JSON answers)."""

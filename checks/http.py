@@ -20,9 +20,8 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import aiohttp
 from multidict import CIMultiDictProxy
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -31,12 +30,16 @@ from agent.context import CheckContext
 from agent.core import CheckResult, Status
 from agent.durations import human
 from agent.secrets import SecretHeaders, clip, redact
-from checks import _tlsinfo
+from checks import _http1, _tlsinfo
 from checks.base import Check, CheckConfig, DurationThresholds, Model, named_levels
 from checks.tcp import connect_error, latency_finding, seconds_text
 
+if TYPE_CHECKING:
+    import aiohttp
+
 SESSION_KEY = "http.session"
 MAX_BODY = 1 << 20
+USER_AGENT = f"sre-agent/{__version__}"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
 _PATH_PART = re.compile(r"\.?([^.\[\]]+)|\[(-?\d+)\]")
@@ -265,11 +268,13 @@ _EVENTS = {
 }
 
 
-async def _fire(event: str, _session: aiohttp.ClientSession, ctx: Any, _params: Any) -> None:
+async def _fire(event: str, _session: Any, ctx: Any, _params: Any) -> None:
     ctx.trace_request_ctx.on(event)
 
 
 def _trace_config() -> aiohttp.TraceConfig:
+    import aiohttp
+
     tc = aiohttp.TraceConfig()
     for signal, event in _EVENTS.items():
         getattr(tc, signal).append(functools.partial(_fire, event))
@@ -277,7 +282,9 @@ def _trace_config() -> aiohttp.TraceConfig:
 
 
 async def shared_session(context: CheckContext) -> aiohttp.ClientSession:
-    """The http type's session for the running loop, created on first use."""
+    """The http type's session for the running loop, created on first use (probes `_http1` cannot make)."""
+    import aiohttp
+
     loop = asyncio.get_running_loop()
     owner, session = context.shared.get(SESSION_KEY, (None, None))
     if owner is loop and session is not None and not session.closed:
@@ -285,7 +292,7 @@ async def shared_session(context: CheckContext) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False)
     session = aiohttp.ClientSession(
         connector=connector, trace_configs=[_trace_config()], cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None), headers={"User-Agent": f"sre-agent/{__version__}"},
+        timeout=aiohttp.ClientTimeout(total=None), headers={"User-Agent": USER_AGENT},
     )
     context.shared[SESSION_KEY] = (loop, session)
     return session
@@ -300,6 +307,8 @@ async def close_session(context: CheckContext) -> None:
 
 def describe_error(exc: BaseException, max_redirects: int) -> str:
     """A short, secret-free sentence for a failed request."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert_err = exc.certificate_error
         text = f"TLS certificate verification failed: {getattr(cert_err, 'verify_message', None) or cert_err}"
@@ -351,23 +360,40 @@ class HttpCheck(Check):
                 return self._evaluate(probe, await self._request(probe, sslctx))
         except TimeoutError:
             return self._evaluate(probe, f"timed out after {seconds_text(self.timeout)} {probe.where}")
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        except _http1.ProbeFailure as exc:
+            return self._evaluate(probe, str(exc))
+        except (OSError, ssl.SSLError) as exc:
             return self._evaluate(probe, describe_error(exc, cfg.max_redirects))
         finally:
             _tlsinfo.RECORDING.reset(token)
 
     async def _request(self, probe: _Probe, sslctx: ssl.SSLContext) -> Response:
         cfg = self.config
+        if _http1.eligible(cfg.method, cfg.url, cfg.body):
+            got = await _http1.fetch(cfg.method, cfg.url, cfg.headers, sslctx, probe.on, follow=cfg.follow_redirects,
+                                     max_redirects=cfg.max_redirects, max_body=MAX_BODY, user_agent=USER_AGENT)
+            return Response(status=got.status, headers=got.headers, body=got.body, truncated=got.truncated,
+                            charset=got.charset, url=got.url)
+        return await self._request_aiohttp(probe, sslctx)
+
+    async def _request_aiohttp(self, probe: _Probe, sslctx: ssl.SSLContext) -> Response:
+        """Requests the lean path does not make (a body, other methods, credentials in the URL)."""
+        import aiohttp
+
+        cfg = self.config
         session = await shared_session(self.context)
-        async with session.request(
-            cfg.method, cfg.url, headers=cfg.headers, data=cfg.body, ssl=sslctx,
-            allow_redirects=cfg.follow_redirects, max_redirects=cfg.max_redirects, trace_request_ctx=probe,
-        ) as resp:
-            body = bytearray()
-            while len(body) < MAX_BODY and (chunk := await resp.content.read(MAX_BODY - len(body))):
-                body += chunk
-            return Response(status=resp.status, headers=resp.headers, body=bytes(body), charset=resp.charset,
-                            truncated=len(body) >= MAX_BODY and not resp.content.at_eof(), url=str(resp.url))
+        try:
+            async with session.request(
+                cfg.method, cfg.url, headers=cfg.headers, data=cfg.body, ssl=sslctx,
+                allow_redirects=cfg.follow_redirects, max_redirects=cfg.max_redirects, trace_request_ctx=probe,
+            ) as resp:
+                body = bytearray()
+                while len(body) < MAX_BODY and (chunk := await resp.content.read(MAX_BODY - len(body))):
+                    body += chunk
+                return Response(status=resp.status, headers=resp.headers, body=bytes(body), charset=resp.charset,
+                                truncated=len(body) >= MAX_BODY and not resp.content.at_eof(), url=str(resp.url))
+        except aiohttp.ClientError as exc:
+            raise _http1.ProbeFailure(describe_error(exc, cfg.max_redirects)) from None
 
     def _evaluate(self, probe: _Probe, outcome: Response | str) -> CheckResult:
         """A result from a response, or from the sentence saying why there is none."""

@@ -235,8 +235,11 @@ async def test_method_and_body_are_sent(ctx, base):
     assert result.status is Status.OK, result.summary
 
 
-async def test_one_shared_session_per_context(ctx, base):
-    a, b = make(ctx, f"{base}/healthz"), make(ctx, f"{base}/json")
+async def test_one_shared_session_per_context_for_what_the_lean_path_does_not_send(ctx, base):
+    plain = make(ctx, f"{base}/healthz")
+    assert (await plain.run()).status is Status.OK and SESSION_KEY not in ctx.shared  # GET: the lean path
+    with_auth = base.replace("http://", "http://user:pw@")  # credentials in the URL: aiohttp's session
+    a, b = make(ctx, f"{with_auth}/healthz"), make(ctx, f"{with_auth}/json")
     await a.run()
     _, session = ctx.shared[SESSION_KEY]
     await b.run()
