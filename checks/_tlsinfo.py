@@ -6,6 +6,7 @@ that certificate has expired (a verifying handshake then fails). This module
 holds what they share: reading the peer chain from an `ssl.SSLObject`,
 parsing DER with `cryptography`, RFC 6125 host name matching for reports,
 the wording of expiry findings, and the `tls:` client options model.
+`cryptography` is imported by the first parse, not with this module.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from pydantic import model_validator
 
 from agent.core import Status
@@ -77,6 +76,9 @@ class CertInfo:
 
 
 def parse_der(der: bytes) -> CertInfo:
+    from cryptography import x509  # here: a config without https or tls checks never loads it
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_der_x509_certificate(der)
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     try:

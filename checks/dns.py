@@ -5,21 +5,16 @@ resolver that SERVFAILs or a record pointing at the old address. dnspython's
 async resolver asks one server (or the system's) with the check's timeout as
 its lifetime, without search domains or caching, so each run is a real
 query. Answers are compared in a normal form: lowercase, no trailing dots,
-IP addresses canonical, TXT strings joined and unquoted.
+IP addresses canonical, TXT strings joined and unquoted. dnspython is
+imported by the first query, not with the config model.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-import dns.reversename
 from pydantic import Field, ValidationInfo, field_validator
 
 from agent.core import CheckResult, Status
@@ -27,6 +22,10 @@ from agent.durations import human
 from agent.secrets import redact
 from checks.base import Check, CheckConfig, DurationThresholds, Model, named_levels
 from checks.tcp import latency_finding, seconds_text
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.resolver
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "PTR", "SOA", "CAA"]
 _RECORDS = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "PTR", "SOA", "CAA")
@@ -120,6 +119,8 @@ class DnsConfig(CheckConfig):
     def qname(self) -> str:
         """The name asked for: a PTR query for an IP address asks for its in-addr/ip6 name."""
         if self.record == "PTR" and _is_ip(self.query):
+            import dns.reversename
+
             return dns.reversename.from_address(self.query).to_text()
         return self.query
 
@@ -153,6 +154,9 @@ class DnsCheck(Check):
 
     async def _get_resolver(self) -> dns.asyncresolver.Resolver:
         if self._resolver is None:
+            import dns.asyncresolver  # here, not at module level: a config without dns checks never loads it
+            import dns.nameserver
+
             if self.config.server is None:
                 # reads /etc/resolv.conf: a blocking file read, so off the loop, once per check
                 resolver = await self.in_thread(dns.asyncresolver.Resolver)
@@ -166,6 +170,9 @@ class DnsCheck(Check):
         return self._resolver
 
     async def run(self) -> CheckResult:
+        import dns.exception
+        import dns.resolver
+
         cfg = self.config
         label = f"{cfg.record} {cfg.query}"
         server = cfg.server or "system resolver"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from agent.check import Model
@@ -24,7 +23,7 @@ from agent.secrets import REDACTOR, Secret
 
 from . import render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
-from .http import TRANSPORT_ERRORS, HttpxReceiver
+from .http import HttpxReceiver, transport_errors
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DESCRIPTION_MAX = 4000
@@ -95,6 +94,8 @@ class AlertmanagerReceiver(HttpxReceiver[AlertmanagerSettings]):
             headers["Authorization"] = f"Bearer {cfg.bearer_token.get_secret_value()}"
         auth = None
         if cfg.basic_auth is not None:
+            import httpx  # the client this configures is an httpx one (`HttpxReceiver.http`)
+
             assert cfg.basic_auth.password is not None  # BasicAuth refuses a missing password
             auth = httpx.BasicAuth(cfg.basic_auth.username, cfg.basic_auth.password.get_secret_value())
         return {"headers": headers, "auth": auth}
@@ -129,6 +130,6 @@ class AlertmanagerReceiver(HttpxReceiver[AlertmanagerSettings]):
         what = f"alertmanager {self.name}"
         try:
             response = await self.http().post(f"{self.config.url}/api/v2/alerts", json=body)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             return self.no_answer(exc, what=what)
         return self.answer(response.status_code, response.headers, response.text, what=what)

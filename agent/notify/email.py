@@ -13,6 +13,7 @@ SMTP says what a failure means: a 4xx reply (421 busy, 450 mailbox busy,
 no such user, 535 bad credentials, 554 refused) is permanent; no answer
 within `timeout` and a dropped connection are retried. A certificate that
 does not verify is a permanent failure: retrying will not fix the config.
+aiosmtplib is imported by the first mail sent, not with the settings model.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from email.utils import formatdate, parseaddr
 from pathlib import Path
 from typing import ClassVar
 
-import aiosmtplib
 from pydantic import Field, field_validator, model_validator
 
 from agent import humanize
@@ -352,6 +352,8 @@ class EmailReceiver(ConfiguredReceiver[EmailSettings]):
 
     async def _submit(self, msg: EmailMessage) -> Delivery:
         """Hand one message to the SMTP server and classify what it said."""
+        import aiosmtplib  # here, not at module level: a config without an email receiver never loads it
+
         smtp_cfg = self.config.smtp
         what = f"email {self.name}"
         client = aiosmtplib.SMTP(

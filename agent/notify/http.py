@@ -10,23 +10,32 @@ secret scrubbing of error text cannot be forgotten by one receiver.
 client (connection pool) per receiver, opened lazily on the running loop with
 the receiver's `timeout`, closed by `close()`; `answer()` / `no_answer()`
 classify with the receiver's own secrets and clock.
+
+httpx is imported by the first `HttpxReceiver.http()`, not with this module: a
+config whose receivers are all aiohttp ones (or none) never loads it. Until it
+is loaded no httpx exception can exist, so `transport_errors()` and
+`transport_failure()` leave httpx's classes out without importing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import httpx
 
 from agent.secrets import REDACT_MARGIN, REDACTOR
 
 from .base import Clock, ConfiguredReceiver, Delivery, Outcome, SettingsT, system_clock
 from .render import truncate
+
+if TYPE_CHECKING:
+    import httpx
 
 DETAIL_LIMIT = 500
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -78,13 +87,23 @@ def classify_status(status: int, headers: Mapping[str, str], body: str, *, what:
     return Delivery(Outcome.FAILED, detail)
 
 
+def _loaded_httpx() -> ModuleType | None:
+    """httpx if something imported it already, else None (then no httpx exception can exist)."""
+    return sys.modules.get("httpx")
+
+
 def transport_failure(exc: BaseException, *, what: str, timeout: float,
                       secrets: Iterable[str] = ()) -> Delivery:
     """Outcome for a request that got no answer. Config mistakes (bad URL) are FAILED."""
-    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    hx = _loaded_httpx()
+    timeouts: tuple[type[BaseException], ...] = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+    bad_urls: tuple[type[BaseException], ...] = (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)
+    if hx is not None:
+        timeouts += (hx.TimeoutException,)
+        bad_urls += (hx.UnsupportedProtocol, hx.InvalidURL)
+    if isinstance(exc, timeouts):
         return Delivery(Outcome.RETRY, f"{what}: no answer within {timeout:g}s", timed_out=True)
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL
-                  | aiohttp.NonHttpUrlClientError):
+    if isinstance(exc, bad_urls):
         return Delivery(Outcome.FAILED, truncate(scrub(f"{what}: invalid URL ({type(exc).__name__})", secrets),
                                                  DETAIL_LIMIT))
     message = str(exc).strip()
@@ -92,9 +111,28 @@ def transport_failure(exc: BaseException, *, what: str, timeout: float,
     return Delivery(Outcome.RETRY, truncate(scrub(text, secrets), DETAIL_LIMIT))
 
 
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, asyncio.TimeoutError, OSError,
-)
+_BASE_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a request raises when it gets no answer: `except transport_errors() as exc:`.
+
+    The expression of an `except` is evaluated only when an exception reaches it, so httpx's
+    `HTTPError` and `InvalidURL` are in the tuple whenever one of them can be the exception.
+    """
+    hx = _loaded_httpx()
+    if hx is None:
+        return _BASE_TRANSPORT_ERRORS
+    return (hx.HTTPError, hx.InvalidURL, *_BASE_TRANSPORT_ERRORS)
+
+
+def __getattr__(name: str) -> tuple[type[BaseException], ...]:
+    """`TRANSPORT_ERRORS`, the full tuple (httpx's included), for code that names it: imports httpx."""
+    if name == "TRANSPORT_ERRORS":
+        import httpx
+
+        return (httpx.HTTPError, httpx.InvalidURL, *_BASE_TRANSPORT_ERRORS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -143,6 +181,8 @@ class HttpxReceiver(HttpReceiver[SettingsT]):
 
     def http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx  # here, not at module level: only a config with an httpx receiver pays for it
+
             self._client = httpx.AsyncClient(timeout=self.timeout_seconds, **self.client_options())
         return self._client
 

@@ -14,9 +14,8 @@ import hashlib
 import json
 import logging
 import socket
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from agent.core import Alert, AlertState, Severity
@@ -24,7 +23,10 @@ from agent.secrets import Secret
 
 from . import render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
-from .http import TRANSPORT_ERRORS, HttpxReceiver, merge, scrub
+from .http import HttpxReceiver, merge, scrub, transport_errors
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,7 @@ class PagerDutyReceiver(HttpxReceiver[PagerDutySettings]):
         what = f"pagerduty {self.name} {event['event_action']} {alert.check}"
         try:
             response = await self.http().post(self.config.url, json=event)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             return self.no_answer(exc, what=what)
         if response.status_code == 400:
             delivery = Delivery(Outcome.FAILED, _invalid_event(response, what, self._key))

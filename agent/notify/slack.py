@@ -6,24 +6,25 @@ page. So every text here is cut to Slack's documented limit (header 150,
 section 3000, 10 fields of 2000, 50 blocks, button text 75, URL 3000) before
 sending, and a big group is summarised ("and 153 more") rather than split.
 Incoming webhooks and bot tokens (chat.postMessage) share one renderer.
+slack-sdk is imported by the first delivery, not with the settings model.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from agent.core import Alert, AlertState
 from agent.secrets import Secret
 
 from . import digest, render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
-from .http import TRANSPORT_ERRORS, AiohttpReceiver, parse_retry_after, scrub
+from .http import AiohttpReceiver, parse_retry_after, scrub, transport_errors
+
+if TYPE_CHECKING:
+    from slack_sdk.errors import SlackApiError
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -243,6 +244,9 @@ class SlackReceiver(AiohttpReceiver[SlackSettings]):
         return await self._deliver_message(digest_message(digest.of(notification)))
 
     async def _deliver_message(self, message: dict[str, Any]) -> Delivery:
+        # here, not at module level: a config that never sends to Slack never loads slack-sdk
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
         what = f"slack {self.name}"
         try:
             if self.config.webhook_url is not None:
@@ -250,18 +254,22 @@ class SlackReceiver(AiohttpReceiver[SlackSettings]):
             return await self._post_message(message, what)
         except SlackApiError as exc:
             return self._api_error(exc, what)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             return self.no_answer(exc, what=what)
         except SlackClientError as exc:
             return Delivery(Outcome.FAILED, scrub(f"{what}: {type(exc).__name__}: {exc}", self.secrets))
 
     async def _webhook(self, url: str, message: dict[str, Any], what: str) -> Delivery:
+        from slack_sdk.webhook.async_client import AsyncWebhookClient
+
         client = AsyncWebhookClient(url, timeout=int(max(1, self.timeout_seconds)), session=self.session(),
                                     retry_handlers=[], logger=_SDK_LOGGER)
         response = await client.send(text=message["text"], blocks=message["blocks"], unfurl_links=False)
         return self.answer(response.status_code, response.headers or {}, response.body or "", what=what)
 
     async def _post_message(self, message: dict[str, Any], what: str) -> Delivery:
+        from slack_sdk.web.async_client import AsyncWebClient
+
         assert self.config.token is not None and self.config.channel is not None
         client = AsyncWebClient(token=self.config.token.get_secret_value(),
                                 base_url=self.config.base_url or AsyncWebClient.BASE_URL,

@@ -29,7 +29,7 @@ from agent.core import Alert, AlertState
 
 from . import digest, render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
-from .http import TRANSPORT_ERRORS, AiohttpReceiver
+from .http import AiohttpReceiver, transport_errors
 
 VERSION = "1"
 _TOKEN = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -124,7 +124,7 @@ class WebhookReceiver(AiohttpReceiver[WebhookSettings]):
                                             proxy_auth=self._proxy_auth) as response:
                 status, answer_headers = response.status, response.headers
                 text = _text(await response.read(), response.charset)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             return self.no_answer(exc, what=what)
         return self.answer(status, answer_headers, text, what=what)
 

@@ -13,7 +13,7 @@ over the events a full window would hold, i.e. the time before the history
 began counts as good. A budget then reads as "spent so far", and a burn rate
 never exceeds what the same errors would give on a mature agent. Failures to read (Prometheus down, a
 query error, no store) raise `SourceError` with a redacted reason; the check
-turns that into UNKNOWN.
+turns that into UNKNOWN. httpx is imported by the first Prometheus query, not with this module.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
 from agent.secrets import clip, redact
 from agent.slo.queries import render, sli_queries
 from agent.slo.spec import SloSpec
 
 if TYPE_CHECKING:
+    import httpx
+
     from agent.store import Store
 
 
@@ -75,6 +75,8 @@ class PrometheusSli:
         self.error_template, self.total_template = sli_queries(spec)
 
     async def read(self, windows: tuple[timedelta, ...], now: float) -> dict[timedelta, WindowReading]:
+        import httpx  # here, not at module level: only an SLO over Prometheus pays for it
+
         async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
             jobs = [self._query(client, render(t, w), now) for w in windows for t in (self.error_template, self.total_template)]
             answers = await asyncio.gather(*jobs, return_exceptions=True)
@@ -96,6 +98,8 @@ class PrometheusSli:
         return out
 
     async def _query(self, client: httpx.AsyncClient, query: str, now: float) -> float | None:
+        import httpx  # already loaded by `read`, which opened `client`
+
         params = {"query": query, "time": f"{now:.3f}", "timeout": f"{self.timeout:g}s"}
         try:
             response = await client.get(f"{self.url}/api/v1/query", params=params)
