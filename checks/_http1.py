@@ -19,6 +19,7 @@ the redirect leaves the origin).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -52,7 +53,12 @@ class Fetched:
 
 def eligible(method: str, url: str, body: str | None) -> bool:
     """Whether this path can make the request exactly as configured (else the aiohttp path does)."""
-    if method not in ("GET", "HEAD") or body is not None or not set(url) <= _URL_CHARS:
+    return body is None and _eligible(method, url)
+
+
+@functools.lru_cache(maxsize=16384)
+def _eligible(method: str, url: str) -> bool:
+    if method not in ("GET", "HEAD") or not set(url) <= _URL_CHARS:
         return False
     try:
         parts = urlsplit(url)
@@ -92,17 +98,38 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
 
 
-async def _one(method: str, url: str, headers: dict[str, str], sslctx: ssl.SSLContext, on: Callable[[str], None],
-               max_body: int, user_agent: str) -> Fetched:
+@dataclass(frozen=True)
+class _Target:
+    """What a probe's URL and headers make, the same every run (h11 events are immutable)."""
+
+    tls: bool
+    host: str
+    port: int
+    family: int | None  # an IP literal's address family; None: a name to resolve
+    request: h11.Request
+
+
+@functools.lru_cache(maxsize=16384)
+def _target(method: str, url: str, headers: tuple[tuple[str, str], ...], user_agent: str) -> _Target:
     parts = urlsplit(url)
     tls = parts.scheme.lower() == "https"
     host = parts.hostname or ""
     port = parts.port or (443 if tls else 80)
-    loop = asyncio.get_running_loop()
     try:
-        ip = ipaddress.ip_address(host)
-        addresses = [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, host)]
+        family: int | None = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     except ValueError:
+        family = None
+    return _Target(tls, host, port, family, _request(method, parts, host, port, tls, dict(headers), user_agent))
+
+
+async def _one(method: str, url: str, headers: dict[str, str], sslctx: ssl.SSLContext, on: Callable[[str], None],
+               max_body: int, user_agent: str) -> Fetched:
+    target = _target(method, url, tuple(headers.items()), user_agent)
+    tls, host, port = target.tls, target.host, target.port
+    loop = asyncio.get_running_loop()
+    if target.family is not None:
+        addresses = [(target.family, host)]
+    else:
         on("dns_start")
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -110,9 +137,8 @@ async def _one(method: str, url: str, headers: dict[str, str], sslctx: ssl.SSLCo
             raise ProbeFailure(f"cannot resolve host {host!r}") from None
         on("dns_end")
         addresses = list(dict.fromkeys((family, str(addr[0])) for family, _, _, _, addr in infos))
-    request = _request(method, parts, host, port, tls, headers, user_agent)
     on("connect_start")
-    protocol = _Protocol(request, max_body, on)
+    protocol = _Protocol(target.request, max_body, on)
     transport = await _connect(loop, protocol, addresses, port, host, sslctx if tls else None)
     try:
         on("connect_end")
