@@ -48,6 +48,20 @@ def test_issue12_bench_smoke_measures_every_row(tmp_path: Path) -> None:
     assert stored["revision"] and stored["machine"]["cpus"]
 
 
+def test_issue12_suite_soak_measures_rss_growth_over_60_seconds(tmp_path: Path) -> None:
+    """The issue's 60 s suite soak: the figure is measured and stored (its verdict is the benchmark's to print)."""
+    results = tmp_path / "latest.json"
+    env = dict(os.environ, SRE_AGENT_BENCH_RESULTS=str(results))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "issue12.py"), "--suite-soak", "--json"],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT, stdin=subprocess.DEVNULL, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fig = json.loads(proc.stdout)
+    window = fig["cpu_window"]
+    assert window["seconds"] >= 59 and window["completed"] > 100 * 59 and window["errors"] == 0
+    assert fig["soak_rss_growth"] == window["rss_growth"] and fig["goals"]["soak_rss_growth"] in (True, False)
+    assert json.loads(results.read_text())["issue12_suite_soak"]["figures"] == fig
+
+
 def test_issue12_table_says_which_goals_are_missed() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     try:
