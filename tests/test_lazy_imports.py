@@ -2,9 +2,11 @@
 
 `registry.discover()` imports every check type and config section, and loading a config imports
 every receiver kind; the packages that send, resolve or parse (httpx, slack-sdk, aiosmtplib,
-dnspython, cryptography) must wait for the first send, query or certificate parse. Each case runs
-in a fresh interpreter, since this test process has imported all of them already. Every peer is
-127.0.0.1: port 9 refuses, the TLS server is started by the child itself.
+dnspython, cryptography) must wait for the first send, query or certificate parse. aiohttp is the
+daemon's (its server) and the aiohttp receivers' (webhook, Slack): loading a config and
+`sre-agent check` must not import it. Each case runs in a fresh interpreter, since this test
+process has imported all of them already. Every peer is 127.0.0.1: port 9 refuses, the TLS server
+is started by the child itself.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.notify.base import Outcome
 from tests.checks.certs import make_ca, make_leaf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,3 +219,116 @@ def test_transport_errors_name_httpx_once_it_is_loaded() -> None:
     assert (bad.outcome, bad.detail) == (Outcome.FAILED, "am a: invalid URL (UnsupportedProtocol)")
     with pytest.raises(AttributeError):
         _ = http.NO_SUCH_NAME
+
+
+#: the config `sre-agent check` loads; `fresh()` imports agent.daemon, which loads aiohttp, so these run without it
+AIOHTTP_FREE = """\
+agent: {listen: 127.0.0.1:0, state_dir: STATE}
+checks:
+  - {name: web, type: http, url: "http://127.0.0.1:9/", timeout: 2s}
+alerting:
+  route: {receiver: hook}
+  receivers:
+    - {name: hook, webhook: {url: "http://127.0.0.1:9/hook", headers: {Authorization: Bearer not-a-secret}}}
+    - {name: chat, slack: {webhook_url: "http://127.0.0.1:9/services/T0/B0/secret"}}
+    - {name: pd, pagerduty: {routing_key: 0123456789abcdef0123456789abcdef, url: "http://127.0.0.1:9/v2/enqueue"}}
+"""
+
+#: load `CONFIG` and build its receivers as `sre-agent check` / the engine do, without the daemon
+LOAD_ONLY = """\
+import asyncio, json, sys
+from agent.alerting.engine import build_receiver
+from agent.config import load_config
+from agent.core import Alert, AlertState, Severity, Status
+from agent.notify.base import Notification
+from agent.notify.http import transport_errors
+
+def aiohttp_loaded():
+    return sorted(m for m in sys.modules if m.partition(".")[0] == "aiohttp")
+
+config = load_config(CONFIG)
+receivers = {r.name: build_receiver(r) for r in config.alerting.receivers}
+out = {"checks": [c.name for c in config.all_checks()], "receivers": sorted(receivers),
+       "errors": sorted(e.__module__ + "." + e.__qualname__ for e in transport_errors()),
+       "configured": aiohttp_loaded()}
+"""
+
+
+def lean(config: Path, code: str = "") -> dict[str, object]:
+    """Run LOAD_ONLY + `code` in a new interpreter (no agent.daemon); `out` as JSON."""
+    script = f"CONFIG = {str(config)!r}\n" + LOAD_ONLY + textwrap.dedent(code) + "\nprint(json.dumps(out))\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_loading_a_config_with_aiohttp_receivers_does_not_import_aiohttp(tmp_path: Path) -> None:
+    out = lean(write(tmp_path, AIOHTTP_FREE))
+    assert out["checks"] == ["web"] and out["receivers"] == ["chat", "hook", "pd"]
+    assert out["configured"] == [], f"imported by loading the config: {out['configured']}"
+    assert out["errors"] == ["builtins.OSError", "builtins.TimeoutError"]   # no aiohttp exception can exist yet
+
+
+def test_sre_agent_check_does_not_import_aiohttp(tmp_path: Path) -> None:
+    """The CLI in a fresh interpreter; `-X importtime` names every module it imports, on stderr."""
+    config = write(tmp_path, AIOHTTP_FREE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "agent.cli", "check", "-c", str(config), "web"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr   # CRITICAL: 127.0.0.1:9 refuses
+    assert "CRITICAL" in proc.stdout and "connection refused" in proc.stdout
+    imported = [line.rpartition("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "agent.cli" in imported and "checks._http1" in imported
+    assert [m for m in imported if m.partition(".")[0] == "aiohttp"] == []
+
+
+def test_a_webhook_send_imports_aiohttp_and_classifies_as_before(tmp_path: Path) -> None:
+    code = """
+    async def send():
+        receiver = receivers["hook"]
+        alert = Alert(check="web", type="http", state=AlertState.FIRING, severity=Severity.CRITICAL, summary="down",
+                      dedup_key="web:down", status=Status.CRITICAL, starts_at=1_700_000_000.0)
+        notification = Notification(receiver="hook", group_key="{}", group_labels={}, alerts=[alert],
+                                    idempotency_key="n-1", created_at=1_700_000_000.0, kind="firing")
+        try:
+            return await receiver.send(notification)
+        finally:
+            await receiver.close()
+
+    delivery = asyncio.run(send())
+    out["delivery"] = [delivery.outcome.value, delivery.detail, delivery.timed_out]
+    out["used"] = "aiohttp" in sys.modules
+    out["errors_after"] = sorted(e.__qualname__ for e in transport_errors())
+    """
+    out = lean(write(tmp_path, AIOHTTP_FREE), code)
+    assert out["configured"] == []
+    assert out["used"] is True
+    delivery = out["delivery"]
+    assert isinstance(delivery, list)
+    outcome, detail, timed_out = delivery
+    assert (outcome, timed_out) == ("retry", False)
+    assert detail.startswith("webhook hook: ClientConnectorError: Cannot connect to host 127.0.0.1:9")
+    assert "not-a-secret" not in detail
+    assert out["errors_after"] == ["ClientError", "OSError", "TimeoutError"]
+
+
+def test_transport_errors_name_aiohttp_once_it_is_loaded() -> None:
+    """In this process aiohttp is loaded: its classes are in the tuples and classified as before."""
+    import aiohttp
+
+    from agent.notify import http
+
+    assert aiohttp.ClientError in http.transport_errors()
+    assert set(http._BASE_TRANSPORT_ERRORS) == {aiohttp.ClientError, TimeoutError, OSError}
+    assert aiohttp.ClientError in http.TRANSPORT_ERRORS
+    timed_out = http.transport_failure(aiohttp.ServerTimeoutError("slow"), what="webhook w", timeout=2)
+    assert (timed_out.outcome, timed_out.detail, timed_out.timed_out) == (Outcome.RETRY,
+                                                                          "webhook w: no answer within 2s", True)
+    for exc in (aiohttp.InvalidURL("http://[x"), aiohttp.NonHttpUrlClientError("ftp://x")):
+        bad = http.transport_failure(exc, what="webhook w", timeout=2)
+        assert (bad.outcome, bad.detail) == (Outcome.FAILED, f"webhook w: invalid URL ({type(exc).__name__})")
+    refused = http.transport_failure(aiohttp.ServerDisconnectedError(), what="webhook w", timeout=2)
+    assert (refused.outcome, refused.detail) == (Outcome.RETRY, "webhook w: ServerDisconnectedError: Server disconnected")

@@ -11,10 +11,12 @@ client (connection pool) per receiver, opened lazily on the running loop with
 the receiver's `timeout`, closed by `close()`; `answer()` / `no_answer()`
 classify with the receiver's own secrets and clock.
 
-httpx is imported by the first `HttpxReceiver.http()`, not with this module: a
-config whose receivers are all aiohttp ones (or none) never loads it. Until it
-is loaded no httpx exception can exist, so `transport_errors()` and
-`transport_failure()` leave httpx's classes out without importing it.
+httpx is imported by the first `HttpxReceiver.http()`, and aiohttp by the first
+`AiohttpReceiver.open_session()`, not with this module: loading a config (and
+so `sre-agent check`) loads neither, and a config whose receivers are all of
+one library never loads the other. Until a library is loaded none of its
+exceptions can exist, so `transport_errors()` and `transport_failure()` leave
+its classes out without importing it.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from agent.secrets import REDACT_MARGIN, REDACTOR
 
 from .base import Clock, ConfiguredReceiver, Delivery, Outcome, SettingsT, system_clock
 from .render import truncate
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
 
 DETAIL_LIMIT = 500
@@ -92,12 +93,20 @@ def _loaded_httpx() -> ModuleType | None:
     return sys.modules.get("httpx")
 
 
+def _loaded_aiohttp() -> ModuleType | None:
+    """aiohttp if something imported it already, else None (then no aiohttp exception can exist)."""
+    return sys.modules.get("aiohttp")
+
+
 def transport_failure(exc: BaseException, *, what: str, timeout: float,
                       secrets: Iterable[str] = ()) -> Delivery:
     """Outcome for a request that got no answer. Config mistakes (bad URL) are FAILED."""
-    hx = _loaded_httpx()
-    timeouts: tuple[type[BaseException], ...] = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
-    bad_urls: tuple[type[BaseException], ...] = (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)
+    hx, aio = _loaded_httpx(), _loaded_aiohttp()
+    timeouts: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
+    bad_urls: tuple[type[BaseException], ...] = ()
+    if aio is not None:
+        timeouts += (aio.ServerTimeoutError,)
+        bad_urls += (aio.InvalidURL, aio.NonHttpUrlClientError)
     if hx is not None:
         timeouts += (hx.TimeoutException,)
         bad_urls += (hx.UnsupportedProtocol, hx.InvalidURL)
@@ -111,27 +120,38 @@ def transport_failure(exc: BaseException, *, what: str, timeout: float,
     return Delivery(Outcome.RETRY, truncate(scrub(text, secrets), DETAIL_LIMIT))
 
 
-_BASE_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+_STDLIB_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (asyncio.TimeoutError, OSError)
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
     """What a request raises when it gets no answer: `except transport_errors() as exc:`.
 
     The expression of an `except` is evaluated only when an exception reaches it, so httpx's
-    `HTTPError` and `InvalidURL` are in the tuple whenever one of them can be the exception.
+    `HTTPError` and `InvalidURL`, and aiohttp's `ClientError`, are in the tuple whenever one of
+    them can be the exception.
     """
-    hx = _loaded_httpx()
+    hx, aio = _loaded_httpx(), _loaded_aiohttp()
+    errors = _STDLIB_TRANSPORT_ERRORS if aio is None else (aio.ClientError, *_STDLIB_TRANSPORT_ERRORS)
     if hx is None:
-        return _BASE_TRANSPORT_ERRORS
-    return (hx.HTTPError, hx.InvalidURL, *_BASE_TRANSPORT_ERRORS)
+        return errors
+    return (hx.HTTPError, hx.InvalidURL, *errors)
 
 
 def __getattr__(name: str) -> tuple[type[BaseException], ...]:
-    """`TRANSPORT_ERRORS`, the full tuple (httpx's included), for code that names it: imports httpx."""
+    """The full tuples, for code that names them: they import the libraries they mention.
+
+    `TRANSPORT_ERRORS` (httpx's and aiohttp's classes included) imports both;
+    `_BASE_TRANSPORT_ERRORS` (aiohttp's `ClientError` and the stdlib's) imports aiohttp.
+    """
     if name == "TRANSPORT_ERRORS":
+        import aiohttp
         import httpx
 
-        return (httpx.HTTPError, httpx.InvalidURL, *_BASE_TRANSPORT_ERRORS)
+        return (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, *_STDLIB_TRANSPORT_ERRORS)
+    if name == "_BASE_TRANSPORT_ERRORS":
+        import aiohttp
+
+        return (aiohttp.ClientError, *_STDLIB_TRANSPORT_ERRORS)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -198,6 +218,8 @@ class AiohttpReceiver(HttpReceiver[SettingsT]):
     _session: aiohttp.ClientSession | None = None
 
     def open_session(self, headers: Mapping[str, str] | None = None) -> aiohttp.ClientSession:
+        import aiohttp  # here, not at module level: loading a config or running a check never pays for it
+
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_seconds), headers=headers)
 
     def session(self) -> aiohttp.ClientSession:

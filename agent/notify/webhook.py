@@ -12,24 +12,27 @@ API clients (PagerDuty, Alertmanager) keep httpx. As with httpx: the proxy
 variables (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) are honoured, read once when the
 session opens rather than on every request; redirects are not followed (a
 3xx is a permanent failure); the body is compact UTF-8 JSON that refuses NaN.
+aiohttp (and yarl) are imported when the session opens, not with the settings
+model, so loading a config with a webhook receiver does not pay for them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
 from pydantic import Field, SecretStr, field_validator
-from yarl import URL
 
 from agent.core import Alert, AlertState
 
 from . import digest, render
 from .base import Delivery, Notification, Outcome, ReceiverSettings
 from .http import AiohttpReceiver, transport_errors
+
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 VERSION = "1"
 _TOKEN = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -98,6 +101,10 @@ class WebhookReceiver(AiohttpReceiver[WebhookSettings]):
 
     def open_session(self, headers: Mapping[str, str] | None = None) -> aiohttp.ClientSession:
         """The proxy is looked up when the session opens, not on every request."""
+        # with the session, as AiohttpReceiver imports aiohttp: not when the config loads
+        from aiohttp.helpers import get_env_proxy_for_url
+        from yarl import URL
+
         try:
             self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(self.config.url))
         except (LookupError, ValueError):  # no proxy for this URL, or no valid URL (the request says so)
