@@ -261,9 +261,19 @@ def _ordered_sections() -> list[registry.Section]:
     return sorted(registry.sections().values(), key=lambda sec: sec.order)
 
 
+def config_model(types: frozenset[str] | None = None) -> type[ConfigBase]:
+    """The root model: `checks` takes every registered type, or only `types` (those a config names)."""
+    return _config_model(types)
+
+
 @cache
-def config_model() -> type[ConfigBase]:
-    models = tuple(t.Config for t in registry.check_types().values())
+def _config_model(types: frozenset[str] | None) -> type[ConfigBase]:
+    if types is None:
+        classes = list(registry.check_types().values())
+    else:
+        found = [registry.find_type(name) for name in sorted(types)]
+        classes = [cls for cls in found if cls is not None]
+    models = tuple(t.Config for t in classes) or (CheckConfig,)  # no checks named: none to validate
     check_union = Annotated[Union[models], Field(discriminator="type")] if len(models) > 1 else models[0]  # noqa: UP007
     fields: dict[str, Any] = {"checks": (list[check_union], Field(default_factory=list))}  # type: ignore[valid-type]
     for section in _ordered_sections():
@@ -279,6 +289,20 @@ def config_model() -> type[ConfigBase]:
 
 
 Config = ConfigBase  # for type hints; instances are of config_model()
+
+
+def _named_types(data: dict[str, Any]) -> frozenset[str] | None:
+    """The check types a config's `checks:` name, when each is found by its own module; else None (all).
+
+    An unknown or missing type needs every type: its error lists them and suggests the closest.
+    """
+    items = data.get("checks")
+    if not isinstance(items, list) or not items:
+        return frozenset() if items is None or items == [] else None
+    names = {item.get("type") if isinstance(item, dict) else None for item in items}
+    if not all(isinstance(n, str) and registry.find_type(n) is not None for n in names):
+        return None
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 @dataclass(frozen=True)
@@ -432,7 +456,7 @@ def _load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None
     for err in env_errors:
         file, line = origins.locate(err.path)
         issues.append(ConfigIssue(format_path(err.path), err.message, file, line))
-    model = config_model()
+    model = config_model(_named_types(data))
     view: _ConfigView | None = None
     try:
         view = _ConfigView(model.model_validate(data))
@@ -683,9 +707,9 @@ def environment_issues(config: Any, config_path: str | os.PathLike[str] | None) 
     """What the machine must provide: runbook files that exist, the Python packages a check needs."""
     view = config if isinstance(config, _ConfigView) else _ConfigView(config)
     out: list[tuple[tuple[Any, ...], str]] = []
-    types = registry.check_types()
     checks = [(loc, c) for loc, c in view.located_checks() if id(c) not in view.stand_ins]
-    needs = {id(c): types[c.type].requirements(c) if c.type in types else {} for _, c in checks}
+    types = {c.type: registry.find_type(c.type) for _, c in checks}
+    needs = {id(c): cls.requirements(c) if (cls := types[c.type]) is not None else {} for _, c in checks}
     missing = missing_packages({m: e for need in needs.values() for m, e in need.items()})  # each module once
     found: dict[str, list[Path] | None] = {}  # runbook -> where it was looked for, None if found
     for loc, c in checks:

@@ -6,15 +6,22 @@ check type is found by scanning the `checks` package; a config section
 (`alerting:`, `slos:`, `data_products:`) is registered by the module that owns
 it, calling `register_section()` at import. Adding a check type is adding one
 module to `checks/`; adding a section is one module that registers it and is
-listed in `SECTION_MODULES` (or lives in a scanned plugin package).
+listed in `SECTION_MODULES` (or in its plugin package's own `SECTION_MODULES`).
+
+Loading a config imports only the check types it names (`find_type`: a
+type's module is named after it, `checks/http.py` for `type: http`, which the
+full scan verifies), so `sre-agent check` does not import thirteen modules
+and build their models for one http check; an unknown type, the JSON Schema
+and the daemon's metric families scan everything (`check_types`).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,8 +84,11 @@ class Section:
 
 _lock = threading.RLock()
 _types: dict[str, type[Check]] | None = None
+#: the types imported so far, by `find_type` or the full scan
+_loaded: dict[str, type[Check]] = {}
 _sections: dict[str, Section] = {}
 _discovered = False
+_sections_discovered = False
 
 
 def register_section(section: Section) -> None:
@@ -95,11 +105,58 @@ def _scan(package_name: str) -> Iterable[type[Check]]:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if info.name.startswith("_") or info.name in _NOT_TYPES:
             continue
-        module = importlib.import_module(f"{package_name}.{info.name}")
-        for obj in vars(module).values():
-            if (isinstance(obj, type) and issubclass(obj, Check) and obj is not Check
-                    and getattr(obj, "type", None) and obj.__module__ == module.__name__):
-                yield obj
+        yield from _types_in(importlib.import_module(f"{package_name}.{info.name}"))
+
+
+def _types_in(module: Any) -> Iterator[type[Check]]:
+    for obj in vars(module).values():
+        if (isinstance(obj, type) and issubclass(obj, Check) and obj is not Check
+                and getattr(obj, "type", None) and obj.__module__ == module.__name__):
+            yield obj
+
+
+def find_type(name: str) -> type[Check] | None:
+    """The check type `name`, importing only its own module (`<package>.<name>`); None if not found so.
+
+    A type whose module is named otherwise is still found by `check_types()` (the full scan).
+    """
+    with _lock:
+        known = _loaded.get(name) if _types is None else _types.get(name)
+        if known is not None or _types is not None:
+            return known
+        if not name.isidentifier() or name.startswith("_") or name in _NOT_TYPES:
+            return None
+        for package in CHECK_PACKAGES:
+            try:
+                found = importlib.util.find_spec(f"{package}.{name}") is not None
+            except (ImportError, ValueError):
+                found = False
+            if found:
+                for cls in _types_in(importlib.import_module(f"{package}.{name}")):
+                    _loaded.setdefault(cls.type, cls)
+                if name in _loaded:
+                    return _loaded[name]
+        return None
+
+
+def loaded_types() -> dict[str, type[Check]]:
+    """The check types imported so far (what has shared resources to release)."""
+    with _lock:
+        return dict(_types if _types is not None else _loaded)
+
+
+def _discover_sections() -> None:
+    """Import the section modules: the agent's own and each plugin package's `SECTION_MODULES`."""
+    global _sections_discovered
+    with _lock:
+        if _sections_discovered:
+            return
+        for module in SECTION_MODULES:
+            importlib.import_module(module)
+        for package in CHECK_PACKAGES:
+            for module in getattr(importlib.import_module(package), "SECTION_MODULES", ()):
+                importlib.import_module(module)
+        _sections_discovered = True
 
 
 def discover() -> None:
@@ -115,9 +172,9 @@ def discover() -> None:
                     raise RuntimeError(f"check type {cls.type!r} defined twice: "
                                        f"{found[cls.type].__module__} and {cls.__module__}")
                 found[cls.type] = cls
-        for module in SECTION_MODULES:
-            importlib.import_module(module)
+        _discover_sections()
         _types = found
+        _loaded.update(found)
         _discovered = True
 
 
@@ -129,6 +186,9 @@ def check_types() -> dict[str, type[Check]]:
 
 
 def get_type(name: str) -> type[Check]:
+    cls = find_type(name)
+    if cls is not None:
+        return cls
     types = check_types()
     if name not in types:
         raise KeyError(f"unknown check type {name!r}; known: {', '.join(sorted(types))}")
@@ -137,7 +197,7 @@ def get_type(name: str) -> type[Check]:
 
 def sections() -> dict[str, Section]:
     """Registered config sections by key, in registration order."""
-    discover()
+    _discover_sections()
     return dict(_sections)
 
 

@@ -18,7 +18,7 @@ from agent.config import ConfigBase
 from agent.context import CheckContext
 from agent.core import CheckResult, Status
 from agent.durations import human
-from agent.registry import check_types, get_type
+from agent.registry import get_type, loaded_types
 from agent.secrets import REDACTOR, clip, redact
 
 log = logging.getLogger("sre_agent.runner")
@@ -80,7 +80,7 @@ def build_checks(config: ConfigBase, context: CheckContext, names: list[str] | N
 
 async def close_shared(context: CheckContext) -> None:
     """Release what each check type shares across its checks (sessions, pools), at shutdown."""
-    for cls in check_types().values():
+    for cls in loaded_types().values():  # a type never imported shares nothing
         try:
             await asyncio.wait_for(cls.close_shared(context), timeout=2)
         except Exception as exc:

@@ -1,7 +1,7 @@
 """Check types: one module per type, found by `agent.registry`'s discovery.
 
-Adding a type is adding one module here with one `Check` subclass; nothing
-else changes. Modules must import cheaply: heavy clients (SQLAlchemy,
+Adding a type is adding one module here, named after its `type`, with one
+`Check` subclass; nothing else changes. Modules must import cheaply: heavy clients (SQLAlchemy,
 kubernetes, boto3) are imported inside `run()`. `registry()` and `get_type()`
 are kept for plugin authors and tests; the agent itself asks `agent.registry`.
 """
@@ -12,6 +12,10 @@ from agent.check import Check, CheckConfig
 from agent.registry import check_types, get_type
 
 __all__ = ["Check", "CheckConfig", "registry", "get_type"]
+
+#: modules of this package that register config sections (`agent.registry` imports them for every
+#: config; check types are imported only when a config names them)
+SECTION_MODULES = ("checks.data_product",)
 
 
 def registry() -> dict[str, type[Check]]:
