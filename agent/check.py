@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
+import functools
 import importlib.util
 import re
 from collections.abc import Callable
@@ -224,6 +225,11 @@ class Check(abc.ABC):
     @property
     def name(self) -> str:
         return self.config.name
+
+    @functools.cached_property
+    def thresholds(self) -> dict[str, dict[str, float]]:
+        """`config.observation_thresholds()`, computed once: every result of this check carries the same."""
+        return self.config.observation_thresholds()
 
     @property
     def timeout(self) -> float:

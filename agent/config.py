@@ -273,8 +273,10 @@ def _config_model(types: frozenset[str] | None) -> type[ConfigBase]:
     else:
         found = [registry.find_type(name) for name in sorted(types)]
         classes = [cls for cls in found if cls is not None]
-    models = tuple(t.Config for t in classes) or (CheckConfig,)  # no checks named: none to validate
-    check_union = Annotated[Union[models], Field(discriminator="type")] if len(models) > 1 else models[0]  # noqa: UP007
+    models = tuple(t.Config for t in classes)
+    check_union: Any = _NoType  # no checks named: none to validate
+    if models:  # a tagged union even of one type, so error paths keep their shape (`checks[0].<tag>.<key>`)
+        check_union = Annotated[Union[(*models, _NoType) if len(models) == 1 else models], Field(discriminator="type")]  # noqa: UP007
     fields: dict[str, Any] = {"checks": (list[check_union], Field(default_factory=list))}  # type: ignore[valid-type]
     for section in _ordered_sections():
         if section.many:
@@ -289,6 +291,12 @@ def _config_model(types: frozenset[str] | None) -> type[ConfigBase]:
 
 
 Config = ConfigBase  # for type hints; instances are of config_model()
+
+
+class _NoType(CheckConfig):
+    """The second member of a union built for a config naming a single check type (it never matches)."""
+
+    type: Literal["\x00"]
 
 
 def _named_types(data: dict[str, Any]) -> frozenset[str] | None:

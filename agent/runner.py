@@ -55,9 +55,10 @@ async def execute(check: Check) -> CheckResult:
     result.timestamp = started_wall
     result.check = cfg.name
     result.type = cfg.type
-    result.labels = {**cfg.labels, **result.labels}
+    # The config's own labels and thresholds are shared by every result of the check, not copied.
+    result.labels = {**cfg.labels, **result.labels} if result.labels else cfg.labels
     # From the config, not the run: a check that timed out still shows what it is judged against.
-    result.thresholds = cfg.observation_thresholds()
+    result.thresholds = check.thresholds
     result.summary = redact(result.summary)
     # Observation names and details come from the target too (perfdata labels, URLs, output).
     # A check may have lowercased a secret into a name, so names are matched ignoring case.
