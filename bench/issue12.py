@@ -33,6 +33,7 @@ key rows (`--rows cpu blackbox`) before believing a difference under ~15 %.
     python bench/issue12.py --soak-seconds 3600   # the 1 h soak row
     python bench/issue12.py --smoke --json   # tiny; what tests/test_bench_issue12_smoke.py runs
     python bench/issue12.py --suite-soak     # the suite's 60 s soak: 200 checks at 1 s, the CPU row only
+    python bench/issue12.py --hour-soak      # the 1 h soak: 200 checks at 1 s (key issue12_hour_soak)
 """
 
 from __future__ import annotations
@@ -355,9 +356,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--suite-soak", action="store_true",
                     help="the suite's soak: the CPU row only, 200 checks at 1 s for 60 s (key issue12_suite_soak)")
+    ap.add_argument("--hour-soak", action="store_true",
+                    help="the 1 h soak: the CPU row only, 200 checks at 1 s for 3600 s (key issue12_hour_soak)")
     args = ap.parse_args(argv)
-    if args.suite_soak:
-        args.rows, args.n, args.soak_seconds, args.smoke = ["cpu"], 200, 60.0, False
+    if args.suite_soak or args.hour_soak:
+        args.rows, args.n, args.smoke = ["cpu"], 200, False
+        args.soak_seconds = 3600.0 if args.hour_soak else 60.0
     if not 1 <= args.soak_seconds <= 3600 or args.n < 1 or args.blackbox_probes < 1:
         ap.error("--soak-seconds must be 1-3600, --n and --blackbox-probes positive")
     return args
@@ -369,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     EVENT_LOOP = args.event_loop
     fig = run(args)
     fig["event_loop"] = args.event_loop or "default"
-    key = "issue12_suite_soak" if args.suite_soak else "issue12_smoke" if args.smoke else "issue12"
+    key = ("issue12_hour_soak" if args.hour_soak else "issue12_suite_soak" if args.suite_soak
+           else "issue12_smoke" if args.smoke else "issue12")
     _common.write_results(key, fig)
     if args.json:
         print(json.dumps(fig, indent=2))
