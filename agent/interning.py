@@ -62,8 +62,9 @@ def _part(pool: dict[Any, Any], value: Any) -> Any:
     """The equal part seen before, or `value` (then kept for the next); unmatchable parts as they are."""
     try:
         if isinstance(value, BaseModel):
-            if not getattr(value, "share_whole", True) or value.__pydantic_private__ or value.__pydantic_extra__:
-                return value
+            if (not getattr(value, "share_whole", True) or not value.model_config.get("frozen")
+                    or value.__pydantic_private__ or value.__pydantic_extra__):
+                return value  # unique, mutable or with state of its own
             key: Any = (type(value), *((name, _key(v)) for name, v in value.__dict__.items()))
         elif isinstance(value, dict):
             for k, v in value.items():
