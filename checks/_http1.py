@@ -23,14 +23,15 @@ import functools
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import h11
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from agent.secrets import redact
+from agent.secrets import clip, redact
 
 REDIRECTS = (301, 302, 303, 307, 308)
 _CROSS_ORIGIN_DROPPED = ("authorization", "cookie", "proxy-authorization")
@@ -84,7 +85,7 @@ async def fetch(method: str, url: str, headers: dict[str, str], sslctx: ssl.SSLC
         on("redirect")
         target = urljoin(url, location)
         if not eligible("GET", target, None):
-            raise ProbeFailure(redact(f"request failed: cannot follow the redirect to {target!r}"))
+            raise ProbeFailure(clip(f"request failed: cannot follow the redirect to {target!r}", 300))
         if _origin(target) != _origin(url):
             sent = {k: v for k, v in sent.items() if k.lower() not in _CROSS_ORIGIN_DROPPED}
         if got.status == 303 and method != "HEAD":
@@ -127,19 +128,17 @@ async def _one(method: str, url: str, headers: dict[str, str], sslctx: ssl.SSLCo
     target = _target(method, url, tuple(headers.items()), user_agent)
     tls, host, port = target.tls, target.host, target.port
     loop = asyncio.get_running_loop()
-    if target.family is not None:
-        addresses = [(target.family, host)]
-    else:
+    infos: list[Any] | None = None
+    if target.family is None:
         on("dns_start")
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
             raise ProbeFailure(f"cannot resolve host {host!r}") from None
         on("dns_end")
-        addresses = list(dict.fromkeys((family, str(addr[0])) for family, _, _, _, addr in infos))
     on("connect_start")
     protocol = _Protocol(target.request, max_body, on)
-    transport = await _connect(loop, protocol, addresses, port, host, sslctx if tls else None)
+    transport = await _connect(loop, protocol, target, infos, sslctx if tls else None)
     try:
         on("connect_end")
         protocol.send()
@@ -172,26 +171,35 @@ def _request(method: str, parts: SplitResult, host: str, port: int, tls: bool, h
         raise ProbeFailure(redact(f"request failed: invalid request ({exc})")) from None
 
 
-async def _connect(loop: asyncio.AbstractEventLoop, protocol: _Protocol, addresses: Sequence[tuple[int, str]], port: int,
-                   host: str, sslctx: ssl.SSLContext | None) -> asyncio.BaseTransport:
-    """The first address that connects (in resolver order); the last failure's sentence otherwise."""
-    failure: BaseException | None = None
-    for family, address in addresses:
-        try:
-            # server_hostname: SNI for a name, and what the certificate is checked against (an IP too)
-            transport, _ = await loop.create_connection(lambda: protocol, address, port, family=family, ssl=sslctx,
-                                                        server_hostname=host if sslctx is not None else None)
-            return transport
-        except ssl.SSLCertVerificationError as exc:
-            raise ProbeFailure(f"TLS certificate verification failed: {exc.verify_message or exc}") from None
-        except ssl.SSLError as exc:
-            raise ProbeFailure(f"TLS handshake failed: {exc.reason or exc}") from None
-        except OSError as exc:
-            failure = exc
-    from checks.tcp import connect_error
+async def _connect(loop: asyncio.AbstractEventLoop, protocol: _Protocol, target: _Target, infos: list[Any] | None,
+                   sslctx: ssl.SSLContext | None) -> asyncio.BaseTransport:
+    """A connection to an IP literal, or to the first of a name's addresses that answers.
 
-    assert isinstance(failure, OSError)
-    raise ProbeFailure(connect_error(failure, host))
+    Several addresses are raced as aiohttp does (Happy Eyeballs, RFC 8305, 0.25 s apart), so an
+    unreachable IPv6 address does not hold a probe up until its timeout.
+    """
+    host = target.host
+    # server_hostname: SNI for a name, and what the certificate is checked against (an IP too)
+    server_hostname = host if sslctx is not None else None
+    try:
+        if infos is None:
+            transport, _ = await loop.create_connection(lambda: protocol, host, target.port, family=target.family or 0,
+                                                        ssl=sslctx, server_hostname=server_hostname)
+        else:
+            import aiohappyeyeballs
+
+            sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=0.25, interleave=1)
+            transport, _ = await loop.create_connection(lambda: protocol, sock=sock, ssl=sslctx,
+                                                        server_hostname=server_hostname)
+    except ssl.SSLCertVerificationError as exc:
+        raise ProbeFailure(f"TLS certificate verification failed: {exc.verify_message or exc}") from None
+    except ssl.SSLError as exc:
+        raise ProbeFailure(f"TLS handshake failed: {exc.reason or exc}") from None
+    except OSError as exc:
+        from checks.tcp import connect_error
+
+        raise ProbeFailure(connect_error(exc, host)) from None
+    return transport
 
 
 def _charset(content_type: str | None) -> str | None:
