@@ -65,8 +65,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=headers)
     response.content_length = sum(map(len, pieces))
     await response.prepare(request)
-    for batch in _batches(pieces):
-        await response.write(batch)
+    if request.method != "HEAD":  # HEAD: the headers (and length) only
+        for batch in _batches(pieces):
+            await response.write(batch)
     await response.write_eof()
     return response
 

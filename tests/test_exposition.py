@@ -158,3 +158,8 @@ async def test_a_large_exposition_is_streamed_whole_with_its_length() -> None:
         assert int(plain.headers["Content-Length"]) == len(body) and body == expected
         zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
         assert gzip.decompress(await zipped.read()) == expected
+        for encoding in ("identity", "gzip"):  # HEAD: the length, no body; the connection stays usable
+            head = await client.head("/metrics", headers={"Accept-Encoding": encoding})
+            assert head.status == 200 and await head.read() == b""
+        again = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        assert await again.read() == expected
