@@ -273,10 +273,10 @@ _MISSING: Any = object()
 class _Open:
     """A mapping or sequence being read: its value, path, size and height (aliases included)."""
 
-    __slots__ = ("value", "path", "line", "anchor", "size", "height", "key", "key_text", "key_lines")
+    __slots__ = ("value", "path", "anchor", "size", "height", "key", "key_text", "key_lines")
 
-    def __init__(self, value: Any, path: Path_, line: int, anchor: str | None) -> None:
-        self.value, self.path, self.line, self.anchor = value, path, line, anchor
+    def __init__(self, value: Any, path: Path_, anchor: str | None) -> None:
+        self.value, self.path, self.anchor = value, path, anchor
         self.size, self.height = 1, 0
         self.key: Any = _MISSING  # a mapping's key waiting for its value
         self.key_text = ""
@@ -349,7 +349,7 @@ class _EventReader:
                 if len(stack) > MAX_DEPTH:
                     self._too_deep(stack, ev)
                 path = stack[-1].child_path() if stack else ()
-                frame = _Open({} if is_map else [], path, ev.start_mark.line + 1, ev.anchor)
+                frame = _Open({} if is_map else [], path, ev.anchor)
                 if ev.anchor is not None:
                     self._anchor(ev, anchors, building)
                     building[ev.anchor] = frame
