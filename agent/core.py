@@ -76,7 +76,7 @@ class Sample:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)  # one per check is kept (its latest): no per-instance __dict__
 class CheckResult:
     status: Status
     summary: str
