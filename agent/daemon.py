@@ -214,6 +214,10 @@ class Agent:
             await component.start()
         self.scheduler = Scheduler(self._publish, cfg.max_concurrency, on_lag=self.metrics.schedule_lag.observe,
                                    on_skip=lambda name: self.metrics.skipped.labels(name).inc())
+        self.metrics.checks_configured.set(sum(1 for c in self.config.all_checks() if c.enabled))
+        # The listener first: /metrics answers (the agent's own series) while the checks are scheduled,
+        # and /readyz says 503 until they all are.
+        await self._serve()
         if self.sharded:
             await self.cluster.beat()
             # heartbeats from now on, before anything slow: a gap longer than the lease would let the
@@ -224,11 +228,11 @@ class Agent:
             await self._renew_claims()
             await self._rebalance()
         else:
-            for check in build_checks(self.config, self.context):
+            for n, check in enumerate(build_checks(self.config, self.context), 1):
                 self.scheduler.add(check)
-        self.metrics.checks_configured.set(sum(1 for c in self.config.all_checks() if c.enabled))
+                if n % 1000 == 0:
+                    await asyncio.sleep(0)  # requests are answered between batches of a large config
         self._cluster_metrics()
-        await self._serve()
         self.scheduler.start()
         if self.sharded:
             self._cluster_task = asyncio.create_task(self._cluster_loop(), name="cluster")
@@ -494,6 +498,8 @@ class Agent:
     # -- reload ------------------------------------------------------------------------
     async def reload(self) -> tuple[bool, list[str]]:
         """Load the config file again; apply it whole or not at all."""
+        if not self.ready:  # the listener is up before every check is scheduled
+            return False, ["the agent is still starting; reload once /readyz answers 200"]
         try:
             return await self._reload()
         finally:
