@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from multidict import CIMultiDictProxy
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from agent import __version__
@@ -134,14 +133,8 @@ class HttpExpect(Model):
         return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
-@dataclass
-class Response:
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    truncated: bool
-    charset: str | None
-    url: str
+#: a response as the checks of `expect` read it (the lean path's type; the aiohttp path makes one too)
+Response = _http1.Fetched
 
 
 def _quote(text: str, limit: int = 60) -> str:
@@ -370,10 +363,8 @@ class HttpCheck(Check):
     async def _request(self, probe: _Probe, sslctx: ssl.SSLContext) -> Response:
         cfg = self.config
         if _http1.eligible(cfg.method, cfg.url, cfg.body):
-            got = await _http1.fetch(cfg.method, cfg.url, cfg.headers, sslctx, probe.on, follow=cfg.follow_redirects,
-                                     max_redirects=cfg.max_redirects, max_body=MAX_BODY, user_agent=USER_AGENT)
-            return Response(status=got.status, headers=got.headers, body=got.body, truncated=got.truncated,
-                            charset=got.charset, url=got.url)
+            return await _http1.fetch(cfg.method, cfg.url, cfg.headers, sslctx, probe.on, follow=cfg.follow_redirects,
+                                      max_redirects=cfg.max_redirects, max_body=MAX_BODY, user_agent=USER_AGENT)
         return await self._request_aiohttp(probe, sslctx)
 
     async def _request_aiohttp(self, probe: _Probe, sslctx: ssl.SSLContext) -> Response:

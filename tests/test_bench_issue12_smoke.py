@@ -14,17 +14,23 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_issue12_bench_smoke_measures_every_row(tmp_path: Path) -> None:
+def _bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], Path]:
+    """bench/issue12.py ARGS --json with its results file in tmp_path: (the figures, that file)."""
     results = tmp_path / "latest.json"
     env = dict(os.environ, SRE_AGENT_BENCH_RESULTS=str(results))
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "issue12.py"), "--smoke", "--json"],
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "issue12.py"), *args, "--json"],
                           capture_output=True, text=True, timeout=240, cwd=ROOT, stdin=subprocess.DEVNULL, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    fig = json.loads(proc.stdout)
+    return json.loads(proc.stdout), results
+
+
+def test_issue12_bench_smoke_measures_every_row(tmp_path: Path) -> None:
+    fig, results = _bench(tmp_path, "--smoke")
 
     assert fig["cpu_ms_per_check"] > 0
     assert fig["cpu_window"]["completed"] > 0 and fig["cpu_window"]["errors"] == 0
@@ -50,12 +56,7 @@ def test_issue12_bench_smoke_measures_every_row(tmp_path: Path) -> None:
 
 def test_issue12_suite_soak_measures_rss_growth_over_60_seconds(tmp_path: Path) -> None:
     """The issue's 60 s suite soak: the figure is measured and stored (its verdict is the benchmark's to print)."""
-    results = tmp_path / "latest.json"
-    env = dict(os.environ, SRE_AGENT_BENCH_RESULTS=str(results))
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "issue12.py"), "--suite-soak", "--json"],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT, stdin=subprocess.DEVNULL, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    fig = json.loads(proc.stdout)
+    fig, results = _bench(tmp_path, "--suite-soak")
     window = fig["cpu_window"]
     assert window["seconds"] >= 59 and window["completed"] > 100 * 59 and window["errors"] == 0
     assert fig["soak_rss_growth"] == window["rss_growth"] and fig["goals"]["soak_rss_growth"] in (True, False)
@@ -68,8 +69,8 @@ def test_issue12_table_says_which_goals_are_missed() -> None:
         import issue12
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    fig = {"cpu_ms_per_check": 0.6, "blackbox_cpu_ms_per_probe": 0.8, "ratio_agent_to_blackbox": 0.75,
-           "scrape_ms_10k": 40.0, "target": "nginx"}
+    fig: dict[str, Any] = {"cpu_ms_per_check": 0.6, "blackbox_cpu_ms_per_probe": 0.8, "ratio_agent_to_blackbox": 0.75,
+                           "scrape_ms_10k": 40.0, "target": "nginx"}
     fig["goals"] = {k: issue12.goal_met(k, fig) for k in fig if k != "target"}
     assert fig["goals"]["ratio_agent_to_blackbox"] is False and fig["goals"]["cpu_ms_per_check"] is False
     assert fig["goals"]["scrape_ms_10k"] is True

@@ -98,8 +98,12 @@ async def run(name):
 
 def fresh(config: Path, code: str = "") -> dict[str, object]:
     """Run PRELUDE + `code` in a new interpreter; `out` (as JSON) plus `used`, the MODULES loaded at the end."""
-    script = (f"CONFIG = {str(config)!r}\nMODULES = {HEAVY + HTTPX_CLI!r}\n" + PRELUDE + textwrap.dedent(code)
-              + "\nout['used'] = sorted(m for m in MODULES if m in sys.modules)\nprint(json.dumps(out))\n")
+    return _run(f"CONFIG = {str(config)!r}\nMODULES = {HEAVY + HTTPX_CLI!r}\n" + PRELUDE + textwrap.dedent(code)
+                + "\nout['used'] = sorted(m for m in MODULES if m in sys.modules)\nprint(json.dumps(out))\n")
+
+
+def _run(script: str) -> dict[str, object]:
+    """`script` in a new interpreter with the repository on the path; the JSON it printed last."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env=env)
@@ -256,13 +260,7 @@ out = {"checks": [c.name for c in config.all_checks()], "receivers": sorted(rece
 
 def lean(config: Path, code: str = "") -> dict[str, object]:
     """Run LOAD_ONLY + `code` in a new interpreter (no agent.daemon); `out` as JSON."""
-    script = f"CONFIG = {str(config)!r}\n" + LOAD_ONLY + textwrap.dedent(code) + "\nprint(json.dumps(out))\n"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return _run(f"CONFIG = {str(config)!r}\n" + LOAD_ONLY + textwrap.dedent(code) + "\nprint(json.dumps(out))\n")
 
 
 def test_loading_a_config_with_aiohttp_receivers_does_not_import_aiohttp(tmp_path: Path) -> None:
