@@ -716,7 +716,7 @@ def environment_issues(config: Any, config_path: str | os.PathLike[str] | None) 
     view = config if isinstance(config, _ConfigView) else _ConfigView(config)
     out: list[tuple[tuple[Any, ...], str]] = []
     checks = [(loc, c) for loc, c in view.located_checks() if id(c) not in view.stand_ins]
-    types = {c.type: registry.find_type(c.type) for _, c in checks}
+    types = {name: registry.find_type(name) for name in {c.type for _, c in checks}}  # each type once
     needs = {id(c): cls.requirements(c) if (cls := types[c.type]) is not None else {} for _, c in checks}
     missing = missing_packages({m: e for need in needs.values() for m, e in need.items()})  # each module once
     found: dict[str, list[Path] | None] = {}  # runbook -> where it was looked for, None if found
