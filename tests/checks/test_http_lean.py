@@ -96,6 +96,26 @@ async def test_broken_responses_are_named(ctx, raw, response, sentence) -> None:
     assert result.status is Status.CRITICAL and result.summary.startswith(sentence), result.summary
 
 
+async def test_informational_answers_are_skipped_and_no_content_has_no_body(ctx, raw) -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    port = await raw(lambda _req: early + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok")
+    result = await make(ctx, f"http://127.0.0.1:{port}/", expect={"body_contains": "ok", "headers": {"X-Final": "yes"}}).run()
+    assert result.status is Status.OK and result.observations["status_code"] == 200, result.summary
+    port = await raw(lambda _req: b"HTTP/1.1 204 No Content\r\n\r\n")
+    result = await make(ctx, f"http://127.0.0.1:{port}/", expect={"status": [204]}).run()
+    assert result.status is Status.OK and result.observations["body_bytes"] == 0, result.summary
+
+
+async def test_a_head_over_the_limit_and_a_bad_request_header_are_named(ctx, raw) -> None:
+    huge = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"x" * 1000) for i in range(80)) + b"\r\n"
+    port = await raw(lambda _req: huge)
+    result = await make(ctx, f"http://127.0.0.1:{port}/").run()
+    assert result.status is Status.CRITICAL and result.summary.startswith("invalid HTTP response: status line and headers over 64 KiB")
+    result = await make(ctx, f"http://127.0.0.1:{port}/", headers={"X-Token": "a\r\nInjected: 1"}).run()
+    assert result.status is Status.CRITICAL and "control character" in result.summary
+    assert "Injected" not in result.summary
+
+
 async def test_redirects_keep_credentials_on_their_origin_only(ctx, raw) -> None:
     final = await raw(lambda _req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     same: dict[str, int] = {}
