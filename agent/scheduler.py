@@ -1,12 +1,18 @@
 """Runs every check on its own schedule, never stacked, never all at once.
 
-APScheduler (asyncio) holds one job per check: an interval trigger whose first
-run is spread at random across the interval (no thundering herd at start), or
-a cron trigger. `max_instances=1` + coalescing means a slow check skips runs
-instead of piling up; a global semaphore caps how many run at once. Each
-finished run goes to one fan-out callback (metrics, store, alerting).
-The clock (first-run times, lag) and the random source (the first-run
-spread) are constructor arguments, so a schedule is testable without waiting.
+APScheduler (asyncio) is the scheduler of record: its interval and cron
+triggers say when a check runs. Each check's first run is spread at random
+across its interval (no thundering herd at start) and placed on a 10 ms grid;
+checks that share an interval and a grid slot, or a crontab, share one
+APScheduler job (a *slot*) that starts them all. With 1,000 checks at 1 s that
+is about 100 jobs instead of 1,000, so the scheduler's own bookkeeping per
+run (job store, events, timer) is paid once per slot, not once per check.
+Coalescing and a misfire grace apply to the slot; a check whose previous run
+has not finished is skipped, not stacked, and counted (`on_skip`); a global
+semaphore caps how many run at once. Each finished run goes to one fan-out
+callback (metrics, store, alerting). The clock (first-run times, lag) and
+the random source (the first-run spread) are constructor arguments, so a
+schedule is testable without waiting.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -29,6 +36,8 @@ from agent.core import CheckResult
 from agent.runner import execute
 
 log = logging.getLogger("sre_agent.scheduler")
+#: first runs are placed on this grid (ms): checks in one slot of it start together
+SLOT_MS = 10
 # Our job never raises (the runner turns failures into results); what APScheduler
 # would log here is a run cancelled by shutdown, which is expected.
 logging.getLogger("apscheduler.executors.default").setLevel(logging.CRITICAL)
@@ -53,8 +62,11 @@ class Scheduler:
         self.skipped_runs = 0
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
-        self._due: dict[str, float] = {}
+        self._scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED)
+        self._due: dict[str, float] = {}  # slot id -> when its current run was due
+        self._slots: dict[str, dict[str, None]] = {}  # slot id -> its checks' names, in order added
+        self._slot_of: dict[str, str] = {}  # check name -> slot id
+        self._busy: set[str] = set()  # checks with a scheduled run in flight
         self._running: set[asyncio.Task[object]] = set()
         self.started = False
 
@@ -89,52 +101,75 @@ class Scheduler:
         name = check.name
         if name in self.checks:
             raise ValueError(f"check {name!r} is already scheduled")
-        self.checks[name] = check
         cfg = check.config
         trigger: IntervalTrigger | CronTrigger
         if cfg.cron:
-            trigger = CronTrigger.from_crontab(cfg.cron)
-            grace = 60
+            slot = f"cron {cfg.cron}"
+            if slot not in self._slots:
+                trigger, grace = CronTrigger.from_crontab(cfg.cron), 60
         else:
             assert cfg.interval is not None
-            seconds = cfg.interval.total_seconds()
-            offset = self.rng() * seconds if self.jitter else 0.0
-            start = datetime.fromtimestamp(self.clock() + offset, UTC)
-            trigger = IntervalTrigger(seconds=seconds, start_date=start, timezone=UTC)
-            grace = max(1, int(seconds))
-        self._scheduler.add_job(self._job, trigger, args=[name], id=name, name=name, max_instances=1,
-                                coalesce=True, misfire_grace_time=grace, replace_existing=True)
+            interval_ms = max(1, round(cfg.interval.total_seconds() * 1000))
+            offset = self.rng() * interval_ms if self.jitter else 0.0
+            first_ms = math.ceil((self.clock() * 1000 + offset) / SLOT_MS) * SLOT_MS
+            slot = f"every {interval_ms}ms at {first_ms % interval_ms}"
+            if slot not in self._slots:
+                trigger = IntervalTrigger(seconds=interval_ms / 1000, start_date=datetime.fromtimestamp(first_ms / 1000, UTC),
+                                          timezone=UTC)
+                grace = max(1, interval_ms // 1000)
+        if slot not in self._slots:
+            self._scheduler.add_job(self._start_slot, trigger, args=[slot], id=slot, name=slot, max_instances=1,
+                                    coalesce=True, misfire_grace_time=grace, replace_existing=True)
+            self._slots[slot] = {}
+        self._slots[slot][name] = None
+        self._slot_of[name] = slot
+        self.checks[name] = check
 
     async def remove(self, name: str) -> None:
         check = self.checks.pop(name, None)
-        if self._scheduler.get_job(name) is not None:
-            self._scheduler.remove_job(name)
+        slot = self._slot_of.pop(name, None)
+        members = self._slots.get(slot, {}) if slot is not None else {}
+        members.pop(name, None)
+        if slot is not None and not members:
+            self._slots.pop(slot, None)
+            if self._scheduler.get_job(slot) is not None:
+                self._scheduler.remove_job(slot)
         if check is not None:
             await _close(check)
 
     def next_run(self, name: str) -> datetime | None:
-        job = self._scheduler.get_job(name)
+        slot = self._slot_of.get(name)
+        job = self._scheduler.get_job(slot) if slot is not None else None
         return job.next_run_time if job else None
 
     def _on_event(self, event: JobSubmissionEvent) -> None:
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            self.skipped_runs += 1
-            if self.on_skip is not None:
-                self.on_skip(event.job_id)
-            return
         if event.scheduled_run_times:
             self._due[event.job_id] = event.scheduled_run_times[-1].timestamp()
 
-    async def _job(self, name: str) -> None:
-        check = self.checks.get(name)
-        if check is None:
-            return
+    async def _start_slot(self, slot: str) -> None:
+        """A slot's run: start each of its checks that is not still busy with its previous run."""
+        due = self._due.pop(slot, None)
+        loop = asyncio.get_running_loop()
+        for name in self._slots.get(slot, ()):
+            if name in self._busy:
+                self.skipped_runs += 1
+                if self.on_skip is not None:
+                    self.on_skip(name)
+                continue
+            check = self.checks.get(name)
+            if check is not None:
+                self._busy.add(name)
+                task = loop.create_task(self._job(check, due))
+                self._running.add(task)  # also keeps the task alive: the loop holds it weakly
+                task.add_done_callback(self._running.discard)
+
+    async def _job(self, check: Check, due: float | None) -> None:
         try:
-            await self.run_now(check, due=self._due.pop(name, None))
+            await self.run_now(check, due=due)
         except asyncio.CancelledError:
-            # Shutdown or removal cancelled the run: expected, and APScheduler would
-            # otherwise log it as a job that "raised an exception", with a traceback.
-            log.debug("run of %s cancelled", name)
+            log.debug("run of %s cancelled", check.name)  # shutdown or removal: expected
+        finally:
+            self._busy.discard(check.name)
 
     async def run_now(self, check: Check, due: float | None = None) -> CheckResult:
         """Run a check (scheduled or on demand) under the concurrency cap and publish it."""
@@ -157,8 +192,8 @@ class Scheduler:
 
 
 # APScheduler checks a job's callable against its args with inspect.signature on every add_job:
-# 40 us each, 0.4 s for 10,000 checks. The signature is fixed, so it is computed once.
-Scheduler._job.__signature__ = inspect.signature(Scheduler._job)  # type: ignore[attr-defined]
+# 40 us each. The signature is fixed, so it is computed once.
+Scheduler._start_slot.__signature__ = inspect.signature(Scheduler._start_slot)  # type: ignore[attr-defined]
 
 
 async def _close(check: Check) -> None:

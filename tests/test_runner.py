@@ -72,7 +72,8 @@ async def test_hanging_check_does_not_delay_others() -> None:
     Counts.runs = 0
     results: list[CheckResult] = []
     lags: list[float] = []
-    s = Scheduler(results.append, max_concurrency=4, on_lag=lags.append, jitter=False)
+    skipped: list[str] = []
+    s = Scheduler(results.append, max_concurrency=4, on_lag=lags.append, jitter=False, on_skip=skipped.append)
     s.add(_check(Hangs, "hanger", timeout="300ms", interval="100ms"))
     s.add(_check(Counts, "counter", interval="100ms"))
     s.start()
@@ -85,6 +86,7 @@ async def test_hanging_check_does_not_delay_others() -> None:
     # max_instances=1: the hanging check never overlaps itself
     assert len(hanger) <= 4
     assert lags
+    assert skipped and set(skipped) == {"hanger"} and s.skipped_runs == len(skipped)
 
 
 async def test_shutdown_cancels_in_flight_runs() -> None:
@@ -113,6 +115,28 @@ async def test_first_runs_are_placed_by_the_injected_clock_and_random_source() -
         await s.shutdown()
     assert early is not None and late is not None
     assert (early.timestamp(), late.timestamp()) == (t0 + 15, t0 + 45)
+
+
+async def test_checks_due_in_one_slot_share_a_job_until_the_last_leaves() -> None:
+    t0 = 2_000_000_000.0
+    spread = iter([0.5, 0.5, 0.9, 0.5, 0.1])
+    s = Scheduler(lambda r: None, clock=lambda: t0, rng=lambda: next(spread))
+    for name in ("a", "b", "c"):
+        s.add(_check(Counts, name, interval="10s"))
+    s.add(_check(Counts, "d", interval="20s"))
+    s.start()
+    try:
+        # a and b fall in one 10 ms slot (t0 + 5 s), c and d have their own
+        assert len(s._scheduler.get_jobs()) == 3
+        assert s.next_run("a") == s.next_run("b") and s.next_run("a").timestamp() == t0 + 5
+        await s.remove("a")
+        assert s.next_run("b") is not None and len(s._scheduler.get_jobs()) == 3
+        await s.remove("b")
+        assert s.next_run("b") is None and len(s._scheduler.get_jobs()) == 2
+        s.add(_check(Counts, "b", interval="10s"))  # back, on a slot of its own
+        assert s.next_run("b") is not None
+    finally:
+        await s.shutdown()
 
 
 async def test_schedule_lag_is_measured_on_the_injected_clock() -> None:
