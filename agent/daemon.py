@@ -142,8 +142,10 @@ def history_retention(config: ConfigBase) -> dict[str, float]:
 
 
 class Agent:
-    def __init__(self, config_path: str | Path | None, registry: Any = None) -> None:
+    def __init__(self, config_path: str | Path | None, registry: Any = None, *, config: ConfigBase | None = None) -> None:
+        """`config`: the file at `config_path` already loaded (by the CLI); start uses it instead of loading again."""
         self.config_path = config_path
+        self._preloaded = config
         self.config: ConfigBase | None = None
         self.metrics = Metrics(registry)
         self.store: Store | None = None
@@ -180,7 +182,8 @@ class Agent:
             await self._start()
 
     async def _start(self) -> None:
-        self.config = load_config(self.config_path)  # raises ConfigError: nothing started
+        # raises ConfigError: nothing started
+        self.config, self._preloaded = self._preloaded or load_config(self.config_path), None
         self._open_files = raise_open_files_limit()
         self.metrics.config_loaded(True, time.time())
         cfg = self.config.agent
@@ -623,9 +626,10 @@ def _release(owner: str, checks: set[str]) -> AlertChanges:
     return AlertChanges(owner=owner, release=sorted(checks))
 
 
-async def run_agent(config_path: str | Path | None) -> int:
-    """`sre-agent run`: returns the process exit code."""
-    agent = Agent(config_path)
+async def run_agent(config_path: str | Path | None, config: ConfigBase | None = None) -> int:
+    """`sre-agent run`: returns the process exit code (`config`: the file already loaded, not loaded twice)."""
+    agent = Agent(config_path, config=config)
+    del config  # the agent holds it until a reload replaces it
     loop = asyncio.get_running_loop()
     try:
         await agent.start()
