@@ -301,6 +301,7 @@ class _EventReader:
         self.text, self.where = text, where
         self._constructor = _Loader("")
         self._plains: dict[str, Any] = {}
+        self._quoted: dict[str, str] = {}  # a JSON config quotes every key: "name" once, not once per check
         self._anchor_marks: dict[str, Any] = {}
 
     def read(self) -> tuple[list[Any], list[YamlProblem]]:
@@ -421,9 +422,9 @@ class _EventReader:
         return value
 
     def _scalar(self, ev: Any) -> Any:
-        """A quoted or tagged scalar's value."""
+        """A quoted or tagged scalar's value (equal quoted texts share one string, as plain ones do)."""
         if ev.tag is None or ev.tag == "!" or ev.tag == _STR:
-            return ev.value
+            return self._quoted.setdefault(ev.value, ev.value)
         return self._construct(ev.tag, ev)
 
     def _construct(self, tag: str, ev: Any) -> Any:

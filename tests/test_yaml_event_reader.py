@@ -100,3 +100,12 @@ def test_equal_plain_scalars_share_one_object(tmp_path: Path) -> None:
     [doc], _ = yamlfile.load(path)
     teams = {id(c["team"]) for c in doc.data["checks"]}
     assert len(teams) == 1
+
+
+def test_equal_quoted_scalars_share_one_object(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"  # JSON is YAML whose every key and string is quoted
+    path.write_text('{"checks": [' + ", ".join(f'{{"name": "c{i}", "team": "payments"}}' for i in range(3)) + "]}")
+    [doc], _ = yamlfile.load(path)
+    checks = doc.data["checks"]
+    assert len({id(c["team"]) for c in checks}) == 1
+    assert len({id(k) for c in checks for k in c if k == "name"}) == 1
