@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from agent.metrics import Piece, piece_bytes
 from agent.statuspage.routes import add_routes as add_status_page
 from agent.web import (
     AGENT_KEY,
@@ -44,7 +45,7 @@ RENDER_KEY: web.AppKey[ThreadPoolExecutor] = web.AppKey("render-executor")
 GUARD_KEY: web.AppKey[ConnectionGuard] = web.AppKey("connection-guard")
 
 #: bytes per write of a streamed /metrics body
-STREAM_BATCH = 1 << 20
+STREAM_BATCH = 1 << 18
 
 __all__ = ["AGENT_KEY", "build_app", "error", "json_response", "require_token"]
 
@@ -72,12 +73,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _batches(pieces: list[bytes], size: int = STREAM_BATCH) -> Iterator[bytes]:
-    """The pieces joined into runs of about `size` bytes."""
+def _batches(pieces: list[Piece], size: int = STREAM_BATCH) -> Iterator[bytes]:
+    """The pieces joined into runs of about `size` bytes (formatted ones formatted here, a run at a time)."""
     run: list[bytes] = []
     length = 0
     for piece in pieces:
-        run.append(piece)
+        run.append(piece_bytes(piece))
         length += len(piece)
         if length >= size:
             yield b"".join(run)
@@ -86,7 +87,7 @@ def _batches(pieces: list[bytes], size: int = STREAM_BATCH) -> Iterator[bytes]:
         yield b"".join(run)
 
 
-def _gzip(pieces: list[bytes]) -> bytes:
+def _gzip(pieces: list[Piece]) -> bytes:
     # Level 1: a 10,000-check exposition is tens of MB; higher levels cost more CPU than they save in bytes.
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: the gzip container
     out = [compressor.compress(batch) for batch in _batches(pieces)]

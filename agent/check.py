@@ -14,7 +14,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
-import functools
 import importlib.util
 import re
 from collections.abc import Callable
@@ -216,6 +215,9 @@ class Check(abc.ABC):
     def __init__(self, config: CheckConfig, context: CheckContext) -> None:
         self.config = config
         self.context = context
+        # Every attribute an instance will have is set here: one set later (a cache) makes the
+        # instance a dict of its own, about 270 bytes more per check.
+        self._thresholds: dict[str, dict[str, float]] | None = None
 
     @classmethod
     def requirements(cls, config: CheckConfig) -> dict[str, str]:
@@ -226,10 +228,13 @@ class Check(abc.ABC):
     def name(self) -> str:
         return self.config.name
 
-    @functools.cached_property
+    @property
     def thresholds(self) -> dict[str, dict[str, float]]:
         """`config.observation_thresholds()`, computed once: every result of this check carries the same."""
-        return self.config.observation_thresholds()
+        found = self._thresholds
+        if found is None:
+            found = self._thresholds = self.config.observation_thresholds()
+        return found
 
     @property
     def timeout(self) -> float:

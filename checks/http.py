@@ -335,6 +335,11 @@ class HttpCheck(Check):
     timeout_status = Status.CRITICAL
     config: HttpConfig
 
+    def __init__(self, config: HttpConfig, context: CheckContext) -> None:
+        super().__init__(config, context)
+        #: the lean path's prepared request, on the first run; False: this probe takes the aiohttp path
+        self._lean: _http1.Target | bool | None = None
+
     @classmethod
     async def close_shared(cls, context: CheckContext) -> None:
         """Type-level teardown: closes the session every http check shares."""
@@ -362,9 +367,14 @@ class HttpCheck(Check):
 
     async def _request(self, probe: _Probe, sslctx: ssl.SSLContext) -> Response:
         cfg = self.config
-        if _http1.eligible(cfg.method, cfg.url, cfg.body):
-            return await _http1.fetch(cfg.method, cfg.url, cfg.headers, sslctx, probe.on, follow=cfg.follow_redirects,
-                                      max_redirects=cfg.max_redirects, max_body=MAX_BODY, user_agent=USER_AGENT)
+        target = self._lean
+        if target is None:
+            eligible = _http1.eligible(cfg.method, cfg.url, cfg.body)
+            # kept: the same every run (a header that cannot be sent raises each time, as it should)
+            target = self._lean = _http1.prepare(cfg.method, cfg.url, cfg.headers, USER_AGENT) if eligible else False
+        if isinstance(target, _http1.Target):
+            return await _http1.fetch(target, sslctx, probe.on, follow=cfg.follow_redirects,
+                                      max_redirects=cfg.max_redirects, max_body=MAX_BODY)
         return await self._request_aiohttp(probe, sslctx)
 
     async def _request_aiohttp(self, probe: _Probe, sslctx: ssl.SSLContext) -> Response:

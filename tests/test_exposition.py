@@ -50,6 +50,7 @@ def _metrics(created: bool = False) -> Metrics:
     for i, (status, duration) in enumerate([(Status.OK, 0.004), (Status.CRITICAL, 7.0), (Status.OK, 400.0)]):
         m.observe(_result("web-a", status, duration))
         m.observe(_result(f"web-{i}", Status.WARNING, 0.2, samples=[]))
+    m.observe(_result("zahlung-ü", Status.OK, 0.07))  # not ASCII: histogram lengths count bytes
     return m
 
 
@@ -149,7 +150,7 @@ async def test_a_large_exposition_is_streamed_whole_with_its_length() -> None:
 
     m = Metrics(CollectorRegistry(auto_describe=True), families=dict(FAMILIES))
     for i in range(2000):
-        m.observe(_result(f"check-{i:05d}", Status.OK, 0.01 * (i % 50)))
+        m.observe(_result(f"check-{i:05d}" + ("-ü" if i % 7 == 0 else ""), Status.OK, 0.01 * (i % 50)))
     expected = m.exposition(None)[0]
     assert len(expected) > 3 * STREAM_BATCH  # several writes
     async with TestClient(TestServer(build_app(_View(m)))) as client:  # type: ignore[arg-type]

@@ -72,7 +72,7 @@ async def test_chunked_and_close_delimited_bodies_read_whole_on_both_paths(ctx, 
     lean = await check.run()
     assert lean.status is Status.OK and lean.observations["body_bytes"] == len(body) and SESSION_KEY not in ctx.shared
     monkeypatch.setattr(_http1, "eligible", lambda *_a: False)
-    library = await check.run()
+    library = await make(ctx, f"http://127.0.0.1:{port}/x", expect={"body_contains": body}).run()
     assert SESSION_KEY in ctx.shared
     assert (library.status, library.observations["body_bytes"]) == (lean.status, lean.observations["body_bytes"])
     assert set(library.observations) == set(lean.observations)
@@ -143,6 +143,31 @@ async def test_a_redirect_the_probe_cannot_follow_and_a_loop(ctx, raw) -> None:
     loop = await raw(lambda _req: b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n")
     result = await make(ctx, f"http://127.0.0.1:{loop}/", max_redirects=2).run()
     assert result.summary == "too many redirects (more than 2)"
+
+
+async def test_a_probe_leaves_no_cycle_for_the_garbage_collector(ctx, raw, monkeypatch) -> None:
+    import gc
+    import weakref
+
+    made: list[weakref.ref[Any]] = []
+    real = _http1._Protocol
+
+    class Recorded(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(_http1, "_Protocol", Recorded)
+    port = await raw(lambda _req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    gc.disable()
+    try:
+        result = await make(ctx, f"http://127.0.0.1:{port}/").run()
+        for _ in range(3):
+            await asyncio.sleep(0)  # the transport's connection_lost callbacks
+        assert result.status is Status.OK and made
+        assert made[0]() is None, "the protocol is only freed by a garbage collection"
+    finally:
+        gc.enable()
 
 
 def test_what_the_lean_path_takes() -> None:
