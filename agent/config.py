@@ -258,16 +258,19 @@ def _with_defaults(c: CheckConfig, d: Defaults) -> CheckConfig:
 
 
 def _ordered_sections() -> list[registry.Section]:
-    return sorted(registry.sections().values(), key=lambda sec: sec.order)
+    """The sections registered so far: every one, unless a config was loaded with `lazy_sections`."""
+    return sorted(registry.registered_sections().values(), key=lambda sec: sec.order)
 
 
 def config_model(types: frozenset[str] | None = None) -> type[ConfigBase]:
     """The root model: `checks` takes every registered type, or only `types` (those a config names)."""
-    return _config_model(types)
+    registry.discover_sections()
+    return _config_model(types, frozenset(registry.registered_sections()))
 
 
 @cache
-def _config_model(types: frozenset[str] | None) -> type[ConfigBase]:
+def _config_model(types: frozenset[str] | None, sections: frozenset[str]) -> type[ConfigBase]:
+    """(`sections`: the keys registered, part of the cache key: a later registration makes a new model.)"""
     if types is None:
         classes = list(registry.check_types().values())
     else:
@@ -443,13 +446,21 @@ def _mergeable(data: dict[str, Any], section: str) -> bool:
     return data.get(section) is None or isinstance(data[section], list)
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigBase:
-    """Load, expand and validate; raise `ConfigError` with every issue found, sorted by file and line."""
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None, *,
+                lazy_sections: bool = False) -> ConfigBase:
+    """Load, expand and validate; raise `ConfigError` with every issue found, sorted by file and line.
+
+    `lazy_sections` (`sre-agent check`): the config has attributes only for the sections it
+    has (those of the registry's sections whose owners are imported), so a config of checks
+    alone imports no alerting, SLO or data-product models. A section left out would be its
+    default, which has no issue to report; a config with `include:` loads every section.
+    """
     with gc_paused(), sharing():
-        return _load_config(path, env)
+        return _load_config(path, env, lazy_sections)
 
 
-def _load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None) -> ConfigBase:
+def _load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None,
+                 lazy_sections: bool = False) -> ConfigBase:
     cfg_path = Path(path) if path is not None else embedded_default()
     issues: list[ConfigIssue] = []
     docs = [(d, m) for d, m in _load_yaml(cfg_path, issues) if d is not None]
@@ -458,13 +469,14 @@ def _load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None
     data, marks = docs[0] if docs else ({}, _Marks())
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue("", f"the config must be a mapping, got {type(data).__name__}", str(cfg_path), 1)])
+    registry.discover_sections(data if lazy_sections and not data.get("include") else None)
     origins = _Origins(cfg_path, marks)
     _merge_includes(data, cfg_path.parent, origins, issues)
     data, env_errors = expand_env(data, env)
     for err in env_errors:
         file, line = origins.locate(err.path)
         issues.append(ConfigIssue(format_path(err.path), err.message, file, line))
-    model = config_model(_named_types(data))
+    model = _config_model(_named_types(data), frozenset(registry.registered_sections()))
     view: _ConfigView | None = None
     try:
         view = _ConfigView(model.model_validate(data))

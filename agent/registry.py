@@ -6,7 +6,9 @@ check type is found by scanning the `checks` package; a config section
 (`alerting:`, `slos:`, `data_products:`) is registered by the module that owns
 it, calling `register_section()` at import. Adding a check type is adding one
 module to `checks/`; adding a section is one module that registers it and is
-listed in `SECTION_MODULES` (or in its plugin package's own `SECTION_MODULES`).
+listed in `SECTION_MODULES` (or in its plugin package's own `SECTION_MODULES`),
+a mapping of the section's key to that module, so `sre-agent check` imports
+only the owners of the sections a config has (`discover_sections(keys)`).
 
 Loading a config imports only the check types it names (`find_type`: a
 type's module is named after it, `checks/http.py` for `type: http`, which the
@@ -21,7 +23,7 @@ import importlib
 import importlib.util
 import pkgutil
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,8 +36,9 @@ if TYPE_CHECKING:
 #: packages scanned for check types: every public module's `Check` subclasses
 CHECK_PACKAGES: tuple[str, ...] = ("checks",)
 #: modules that register config sections when imported (besides those in CHECK_PACKAGES)
-SECTION_MODULES: tuple[str, ...] = ("agent.alerting.config", "agent.slo.config", "agent.statuspage.config",
-                                    "agent.digest.config")
+#: the agent's own config sections: key -> the module that registers it
+SECTION_MODULES: dict[str, str] = {"alerting": "agent.alerting.config", "slos": "agent.slo.config",
+                                   "status_page": "agent.statuspage.config", "digest": "agent.digest.config"}
 #: modules of a check package that are not check types
 _NOT_TYPES = {"base"}
 
@@ -146,17 +149,38 @@ def loaded_types() -> dict[str, type[Check]]:
 
 
 def _discover_sections() -> None:
-    """Import the section modules: the agent's own and each plugin package's `SECTION_MODULES`."""
+    discover_sections()
+
+
+def discover_sections(keys: Iterable[str] | None = None) -> None:
+    """Import the section modules: the agent's own and each plugin package's `SECTION_MODULES`.
+
+    With `keys` (a config's top-level keys), only the owners of those sections; a package that
+    lists its section modules without their keys has them all imported.
+    """
     global _sections_discovered
     with _lock:
         if _sections_discovered:
             return
-        for module in SECTION_MODULES:
-            importlib.import_module(module)
-        for package in CHECK_PACKAGES:
-            for module in getattr(importlib.import_module(package), "SECTION_MODULES", ()):
-                importlib.import_module(module)
-        _sections_discovered = True
+        wanted = None if keys is None else set(keys)
+        declared: list[Mapping[str, str] | Sequence[str]] = [SECTION_MODULES]
+        declared += [getattr(importlib.import_module(package), "SECTION_MODULES", ()) for package in CHECK_PACKAGES]
+        for modules in declared:
+            if isinstance(modules, Mapping):
+                for key, module in modules.items():
+                    if wanted is None or key in wanted:
+                        importlib.import_module(module)
+            else:
+                for module in modules:
+                    importlib.import_module(module)
+        if wanted is None:
+            _sections_discovered = True
+
+
+def registered_sections() -> dict[str, Section]:
+    """The sections registered so far, without importing any owner (see `discover_sections`)."""
+    with _lock:
+        return dict(_sections)
 
 
 def discover() -> None:

@@ -13,9 +13,10 @@ from agent.registry import check_types, get_type
 
 __all__ = ["Check", "CheckConfig", "registry", "get_type"]
 
-#: modules of this package that register config sections (`agent.registry` imports them for every
-#: config; check types are imported only when a config names them)
-SECTION_MODULES = ("checks.data_product",)
+#: config sections this package registers: key -> its module (`agent.registry` imports them for a
+#: config, `sre-agent check` only those of the sections it has; check types are imported only when
+#: a config names them)
+SECTION_MODULES = {"data_products": "checks.data_product"}
 
 
 def registry() -> dict[str, type[Check]]:

@@ -17,10 +17,10 @@ def config_option(f: Any) -> Any:
                         help=CONFIG_HELP)(f)
 
 
-def load_or_exit(path: str | None) -> ConfigBase:
-    """The validated config, or every error on stderr and exit code 2."""
+def load_or_exit(path: str | None, *, lazy_sections: bool = False) -> ConfigBase:
+    """The validated config, or every error on stderr and exit code 2 (`lazy_sections`: see load_config)."""
     try:
-        return load_config(path)
+        return load_config(path, lazy_sections=lazy_sections)
     except ConfigError as exc:
         exit_invalid(exc)
 
