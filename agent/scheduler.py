@@ -66,7 +66,8 @@ class Scheduler:
         self._due: dict[str, float] = {}  # slot id -> when its current run was due
         self._slots: dict[str, dict[str, None]] = {}  # slot id -> its checks' names, in order added
         self._slot_of: dict[str, str] = {}  # check name -> slot id
-        self._busy: set[str] = set()  # checks with a scheduled run in flight
+        self._busy: set[Check] = set()  # checks with a scheduled run in flight (the instance: a check
+        # removed and added again by a reload is a new one, not held up by its predecessor's run)
         self._running: set[asyncio.Task[object]] = set()
         self.started = False
 
@@ -151,17 +152,18 @@ class Scheduler:
         due = self._due.pop(slot, None)
         loop = asyncio.get_running_loop()
         for name in self._slots.get(slot, ()):
-            if name in self._busy:
+            check = self.checks.get(name)
+            if check is None:
+                continue
+            if check in self._busy:
                 self.skipped_runs += 1
                 if self.on_skip is not None:
                     self.on_skip(name)
                 continue
-            check = self.checks.get(name)
-            if check is not None:
-                self._busy.add(name)
-                task = loop.create_task(self._job(check, due))
-                self._running.add(task)  # also keeps the task alive: the loop holds it weakly
-                task.add_done_callback(self._running.discard)
+            self._busy.add(check)
+            task = loop.create_task(self._job(check, due))
+            self._running.add(task)  # also keeps the task alive: the loop holds it weakly
+            task.add_done_callback(self._running.discard)
 
     async def _job(self, check: Check, due: float | None) -> None:
         try:
@@ -169,7 +171,7 @@ class Scheduler:
         except asyncio.CancelledError:
             log.debug("run of %s cancelled", check.name)  # shutdown or removal: expected
         finally:
-            self._busy.discard(check.name)
+            self._busy.discard(check)
 
     async def run_now(self, check: Check, due: float | None = None) -> CheckResult:
         """Run a check (scheduled or on demand) under the concurrency cap and publish it."""

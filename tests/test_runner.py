@@ -139,6 +139,24 @@ async def test_checks_due_in_one_slot_share_a_job_until_the_last_leaves() -> Non
         await s.shutdown()
 
 
+async def test_a_check_replaced_while_its_run_hangs_is_not_skipped_for_it() -> None:
+    results: list[CheckResult] = []
+    skipped: list[str] = []
+    s = Scheduler(results.append, jitter=False, on_skip=skipped.append)
+    s.add(_check(Hangs, "svc", timeout="10s", interval="50ms"))
+    s.start()
+    try:
+        await asyncio.sleep(0.2)  # the hanging run is in flight; later slots skip it
+        assert skipped and not results
+        await s.remove("svc")  # a reload: the old run goes on, the new check is another instance
+        skipped.clear()
+        s.add(_check(Counts, "svc", interval="50ms"))
+        await asyncio.sleep(0.3)
+        assert [r.status for r in results if r.check == "svc"][:1] == [Status.OK] and not skipped
+    finally:
+        await s.shutdown()
+
+
 async def test_schedule_lag_is_measured_on_the_injected_clock() -> None:
     lags: list[float] = []
     s = Scheduler(lambda r: None, on_lag=lags.append, clock=lambda: 1_000.0)
