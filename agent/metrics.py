@@ -133,7 +133,7 @@ class _Entry:
         self.runs: dict[str, list[float]] = {}  # status -> [count, created]
         self.created = time.time()
         self.version = 0
-        #: the rendered lines per family, in `CheckSeries.chunk_keys(chunks_created)` order (None: no lines)
+        #: the rendered lines per family, in `CheckSeries._keys[chunks_created]` order (None: no lines)
         self.chunks: tuple[Piece | None, ...] = ()
         self.chunks_version = -1
         self.chunks_created = False  # whether `chunks` carry the `_created` lines

@@ -7,9 +7,9 @@ prepared once per check and feeds the answer to httptools (Node.js's llhttp
 parser, the one uvicorn uses), reporting the same timing events as the
 aiohttp trace hooks (`dns_start` ... `request_end`), for GET and HEAD probes
 of http:// and https:// URLs without credentials in them (`eligible`); every
-other probe keeps the aiohttp path. Python CPU per probe against a local
-server: about 0.03 ms here (0.08 ms with h11, 0.27 ms through an aiohttp
-session).
+other probe keeps the aiohttp path (an aiohttp session costs about 0.27 CPU-ms
+per request against a local server; the whole check's CPU on this path is in
+bench/README.md).
 
 Failures are `ProbeFailure` with the sentence the result shows, the same
 sentences as the aiohttp path. Redirects are followed like aiohttp follows
