@@ -51,11 +51,11 @@ def run(config_path: str | None, log_level: str | None) -> None:
     config = load_or_exit(config_path)
     logs.setup(log_level or config.agent.log_level, config.agent.log_format)
     factory = _loop_factory(config)
-    main_task = run_agent(config_path, config)
+    agent_main = run_agent(config_path, config)  # a coroutine: nothing runs until the loop does
     del config  # the agent owns it now: a reload must be able to free it
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            code = runner.run(main_task)
+            code = runner.run(agent_main)
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(f"  {issue}", err=True)
