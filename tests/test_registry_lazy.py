@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import checks
 from agent import registry
@@ -32,6 +33,12 @@ def test_every_module_that_registers_a_section_is_listed() -> None:
     assert registering == set(checks.SECTION_MODULES.values())
 
 
+def _run_json(code: str) -> Any:
+    """What a fresh interpreter running `code` prints, as JSON (a process of its own: nothing imported yet)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+    return json.loads(out.stdout)
+
+
 def _modules_after_loading(tmp_path: Path, checks_yaml: str) -> tuple[list[str], str]:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(checks_yaml)
@@ -39,8 +46,7 @@ def _modules_after_loading(tmp_path: Path, checks_yaml: str) -> tuple[list[str],
             f"try:\n    load_config({str(cfg)!r}, env={{}}); err = ''\n"
             "except ConfigError as exc:\n    err = str(exc)\n"
             "print(json.dumps([sorted(m for m in sys.modules if m.startswith('checks.')), err]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
-    mods, err = json.loads(out.stdout)
+    mods, err = _run_json(code)
     return mods, err
 
 
@@ -63,8 +69,7 @@ def test_each_declared_section_key_is_the_one_its_module_registers() -> None:
             f"for key, module in {declared!r}.items():\n"
             "    importlib.import_module(module); out[key] = key in registry.registered_sections()\n"
             "print(json.dumps([out, sorted(registry.registered_sections())]))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
-    found, registered = json.loads(run.stdout)
+    found, registered = _run_json(code)
     assert found == dict.fromkeys(declared, True) and registered == sorted(declared)
 
 
@@ -78,8 +83,7 @@ def _lazy_load(tmp_path: Path, text: str) -> tuple[list[str], str, list[str]]:
             "owners = ('agent.alerting.config', 'agent.slo.config', 'agent.statuspage.config', 'agent.digest.config',"
             " 'checks.data_product')\n"
             "print(json.dumps([sorted(m for m in owners if m in sys.modules), err, attrs]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
-    mods, err, attrs = json.loads(out.stdout)
+    mods, err, attrs = _run_json(code)
     return mods, err, attrs
 
 
