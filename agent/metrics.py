@@ -390,14 +390,13 @@ class CheckSeries(Collector):
         chunks[RUNS] = "".join(run_lines)
         if created:
             dur_created = f"{DURATION}_created{{{check},{type_}}} {g(since)}\n"
-            chunks[DURATION] = histogram.render().decode()
             chunks[DURATION + "@created"] = dur_created
-            chunks[DURATION + "@om"] = chunks[DURATION] + dur_created
             chunks[RUNS + "@created"] = "".join(created_lines)
             chunks[RUNS + "@om"] = "".join(om_lines)
         out: dict[str, Piece] = {key: text.encode("utf-8") for key, text in chunks.items()}
-        if not created:
-            out[DURATION] = histogram
+        out[DURATION] = histogram
+        if created:  # the OpenMetrics histogram carries its _created line: one piece of bytes
+            out[DURATION + "@om"] = histogram.render() + chunks[DURATION + "@created"].encode()
         if r.thresholds and kept is not None:
             out["sre_agent_check_threshold"] = kept[1]
         return tuple(map(out.get, self._keys[created]))

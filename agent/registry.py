@@ -148,10 +148,6 @@ def loaded_types() -> dict[str, type[Check]]:
         return dict(_types if _types is not None else _loaded)
 
 
-def _discover_sections() -> None:
-    discover_sections()
-
-
 def discover_sections(keys: Iterable[str] | None = None) -> None:
     """Import the section modules: the agent's own and each plugin package's `SECTION_MODULES`.
 
@@ -196,7 +192,7 @@ def discover() -> None:
                     raise RuntimeError(f"check type {cls.type!r} defined twice: "
                                        f"{found[cls.type].__module__} and {cls.__module__}")
                 found[cls.type] = cls
-        _discover_sections()
+        discover_sections()
         _types = found
         _loaded.update(found)
         _discovered = True
@@ -221,7 +217,7 @@ def get_type(name: str) -> type[Check]:
 
 def sections() -> dict[str, Section]:
     """Registered config sections by key, in registration order."""
-    _discover_sections()
+    discover_sections()
     return dict(_sections)
 
 

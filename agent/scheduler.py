@@ -31,7 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent.check import Check
+from agent.check import Check, CheckConfig
 from agent.core import CheckResult
 from agent.runner import execute
 
@@ -102,29 +102,28 @@ class Scheduler:
         name = check.name
         if name in self.checks:
             raise ValueError(f"check {name!r} is already scheduled")
-        cfg = check.config
-        trigger: IntervalTrigger | CronTrigger
-        if cfg.cron:
-            slot = f"cron {cfg.cron}"
-            if slot not in self._slots:
-                trigger, grace = CronTrigger.from_crontab(cfg.cron), 60
-        else:
-            assert cfg.interval is not None
-            interval_ms = max(1, round(cfg.interval.total_seconds() * 1000))
-            offset = self.rng() * interval_ms if self.jitter else 0.0
-            first_ms = math.ceil((self.clock() * 1000 + offset) / SLOT_MS) * SLOT_MS
-            slot = f"every {interval_ms}ms at {first_ms % interval_ms}"
-            if slot not in self._slots:
-                trigger = IntervalTrigger(seconds=interval_ms / 1000, start_date=datetime.fromtimestamp(first_ms / 1000, UTC),
-                                          timezone=UTC)
-                grace = max(1, interval_ms // 1000)
+        slot, trigger = self._slot(check.config)
         if slot not in self._slots:
-            self._scheduler.add_job(self._start_slot, trigger, args=[slot], id=slot, name=slot, max_instances=1,
+            first, grace = trigger()
+            self._scheduler.add_job(self._start_slot, first, args=[slot], id=slot, name=slot, max_instances=1,
                                     coalesce=True, misfire_grace_time=grace, replace_existing=True)
             self._slots[slot] = {}
         self._slots[slot][name] = None
         self._slot_of[name] = slot
         self.checks[name] = check
+
+    def _slot(self, cfg: CheckConfig) -> tuple[str, Callable[[], tuple[IntervalTrigger | CronTrigger, int]]]:
+        """The slot a check runs in, and how to make its trigger and misfire grace (only for a new slot)."""
+        if cfg.cron:
+            crontab = cfg.cron
+            return f"cron {crontab}", lambda: (CronTrigger.from_crontab(crontab), 60)
+        assert cfg.interval is not None
+        interval_ms = max(1, round(cfg.interval.total_seconds() * 1000))
+        offset = self.rng() * interval_ms if self.jitter else 0.0
+        first_ms = math.ceil((self.clock() * 1000 + offset) / SLOT_MS) * SLOT_MS
+        return (f"every {interval_ms}ms at {first_ms % interval_ms}",
+                lambda: (IntervalTrigger(seconds=interval_ms / 1000, start_date=datetime.fromtimestamp(first_ms / 1000, UTC),
+                                         timezone=UTC), max(1, interval_ms // 1000)))
 
     async def remove(self, name: str) -> None:
         check = self.checks.pop(name, None)
